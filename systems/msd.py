@@ -1,0 +1,27 @@
+"""Mass-spring-damper (paper section 3.2, MSD): x'' = -(k x + c x') / m from rest at x = 1."""
+
+import sympy as sp
+
+import warp_phys as wp
+
+
+x, v = sp.symbols("x v")
+m, k, c = sp.symbols("m k c", positive=True)
+
+system = wp.System(
+    name="msd",
+    description="mass-spring-damper, fixed initial state (1, 0)",
+    state=[x, v],
+    equations=[v, -(k * x + c * v) / m],
+    parameters={
+        m: wp.Uniform(train=(0.02, 0.04), ood=(0.01, 0.05)),
+        k: wp.Uniform(train=(4.0, 16.0), ood=(2.0, 18.0)),
+        c: wp.Uniform(train=(0.01, 0.2), ood=(0.01, 0.3)),
+    },
+    initial_state={x: 1.0, v: 0.0},
+    t_span=(0.0, 1.0),
+    steps=256,
+    context=100,
+    sizes={"train": 20480, "val": 2048, "test": 4096},
+    units={x: "m", v: "m/s", m: "kg", k: "N/m", c: "N s/m"},
+)

@@ -1,0 +1,153 @@
+import warnings
+
+import numpy as np
+import pytest
+import sympy as sp
+
+import warp_phys as wp
+
+from .helpers import oracle_initial_state, solve_dop853
+
+
+BUILTINS = ["msd", "msd-zero", "lotka-volterra", "lotka-volterra-copy", "sine", "spirals"]
+CASES = [(name, split) for name in BUILTINS for split in wp.load_system(name).splits]
+
+
+@pytest.mark.parametrize("name,split", CASES)
+def test_builtin_matches_dop853(name, split):
+    system = wp.load_system(name)
+    data = wp.generate(system, split, 4, seed=3, cache=False)
+    assert data.y.shape == (4, system.steps, len(system.state))
+    assert np.all(np.isfinite(data.y))
+    np.testing.assert_array_equal(data.t, np.linspace(*system.t_span, system.steps))
+    for i in range(len(data)):
+        y0 = oracle_initial_state(system, data.params[i], data.y0[i])
+        np.testing.assert_allclose(data.y0[i], y0, rtol=0, atol=1e-12)
+        reference = solve_dop853(system, data.params[i], y0, data.t)
+        assert np.max(np.abs(data.y[i] - reference)) <= 1e-6
+
+
+def test_builtin_defaults_follow_the_paper():
+    msd = wp.load_system("msd")
+    assert (msd.steps, msd.context, msd.t_span) == (256, 100, (0.0, 1.0))
+    assert msd.sizes == {"train": 20480, "val": 2048, "test": 4096}
+    assert dict(msd.draws)["k"] == wp.Uniform(train=(4.0, 16.0), ood=(2.0, 18.0))
+    lv = wp.load_system("lotka-volterra")
+    assert lv.sizes["train"] == 15000 and dict(lv.draws)["b"].ood == (70.0, 130.0)
+    sine = wp.load_system("sine")
+    assert (sine.steps, sine.context) == (16, 1) and sine.splits == (
+        "train", "val", "test-id", "test-paper")
+    assert wp.load_system("spirals").steps == 64
+
+
+def test_closed_form_routes_are_taken():
+    assert wp.compile_system(wp.load_system("msd")).is_linear
+    assert wp.compile_system(wp.load_system("spirals")).is_linear
+    assert not wp.compile_system(wp.load_system("lotka-volterra")).is_linear
+    assert wp.compile_system(wp.load_system("sine")).has_solution
+    assert wp.generate(wp.load_system("msd"), "val", 2, cache=False).meta["method"] == "expm (linear)"
+
+
+def test_same_seed_same_bits_and_splits_differ():
+    system = wp.load_system("lotka-volterra")
+    a = wp.generate(system, "train", 16, seed=7, cache=False)
+    b = wp.generate(system, "train", 16, seed=7, cache=False)
+    np.testing.assert_array_equal(a.y, b.y)
+    np.testing.assert_array_equal(a.params, b.params)
+    c = wp.generate(system, "train", 16, seed=8, cache=False)
+    d = wp.generate(system, "test-id", 16, seed=7, cache=False)
+    e = wp.generate(system, "val", 16, seed=7, cache=False)
+    for other in (c, d, e):
+        assert not np.any(np.isin(a.params[:, 0], other.params[:, 0]))
+
+
+def test_save_load_round_trip_and_cache(tmp_path):
+    system = wp.load_system("lotka-volterra-copy")
+    data = wp.generate(system, "test-ood", 8, seed=1, cache_dir=tmp_path)
+    files = sorted(p.name for p in tmp_path.rglob("*") if p.is_file())
+    assert files == ["test-ood-n8-seed1-tol1e-09-1e-09.json", "test-ood-n8-seed1-tol1e-09-1e-09.npz"]
+    again = wp.generate(system, "test-ood", 8, seed=1, cache_dir=tmp_path)  # from the cache
+    stem = next(tmp_path.rglob("*.npz"))
+    loaded = wp.Dataset.load(stem)
+    for x in (again, loaded):
+        for field in ("t", "y", "inputs", "targets", "params", "y0", "labels"):
+            np.testing.assert_array_equal(getattr(x, field), getattr(data, field))
+        np.testing.assert_array_equal(x.extras["segment_length"], data.extras["segment_length"])
+        assert x.meta == data.meta
+        assert x.hash == system.hash and x.split == "test-ood" and x.param_names == ("a", "b", "c", "d")
+    # The cache is keyed by the declaration: a changed declaration does not hit it.
+    changed = system.replace(steps=128)
+    assert wp.generate(changed, "test-ood", 8, seed=1, cache_dir=tmp_path).y.shape[1] == 128
+
+
+def test_cache_survives_no_partial_files(tmp_path):
+    data = wp.generate(wp.load_system("sine"), "train", 5, cache=False)
+    data.save(tmp_path / "sine")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["sine.json", "sine.npz"]
+    (tmp_path / "broken.json").write_text("{}")
+    with pytest.raises(wp.WarpPhysError, match="no dataset file"):
+        wp.Dataset.load(tmp_path / "broken")
+
+
+def test_repeat_copy_targets():
+    data = wp.generate(wp.load_system("lotka-volterra-copy"), "train", 6, seed=0, cache=False)
+    for i, length in enumerate(data.extras["segment_length"]):
+        assert 32 <= length <= 63
+        np.testing.assert_array_equal(data.inputs[i, :length], data.y[i, :length])
+        assert np.all(data.inputs[i, length:] == 0)
+        period = length + 50
+        for start in range(0, data.y.shape[1], period):
+            end = min(start + length, data.y.shape[1])
+            np.testing.assert_array_equal(data.targets[i, start:end], data.y[i, : end - start])
+            assert np.all(data.targets[i, end : start + period] == 0)
+
+
+def test_spirals_labels_are_the_rotation_direction():
+    data = wp.generate(wp.load_system("spirals"), "train", 64, seed=0, cache=False)
+    assert data.classes == ("1", "-1")
+    direction = data.params[:, data.param_names.index("direction")]
+    np.testing.assert_array_equal(data.labels, np.where(direction == 1.0, 0, 1))
+    assert 0 < data.labels.sum() < 64
+    # Clockwise (direction +1) means the angle of (x, y) decreases at first.
+    angle = np.unwrap(np.arctan2(data.y[:, :3, 1], data.y[:, :3, 0]), axis=1)
+    np.testing.assert_array_equal(np.diff(angle, axis=1)[:, 0] < 0, direction == 1.0)
+    np.testing.assert_allclose(np.linalg.norm(data.y0, axis=1), 1.0)
+
+
+def _blow_up(high):
+    y, a = sp.symbols("y a")
+    return wp.System(name="blowup", state=[y], equations=[a * y**2],
+                     parameters={a: wp.Uniform(train=(0.2, high))}, initial_state={y: 1.0},
+                     t_span=(0.0, 1.0), steps=20, context=5)
+
+
+def test_failed_draws_are_replaced_and_reported():
+    # y' = a y^2, y(0) = 1 blows up at t = 1/a: every draw with a > 1 must fail.
+    with pytest.warns(wp.GenerationWarning, match="failed to solve"):
+        data = wp.generate(_blow_up(1.2), "train", 40, seed=0, cache=False)
+    assert len(data) == 40 and np.all(np.isfinite(data.y))
+    assert np.all(data.params[:, 0] <= 1.0)
+    failed = np.array(data.meta["failed"]["draws"])
+    assert data.meta["failed"]["count"] == len(failed) > 0
+    assert np.all(failed[:, 0] > 0.99)
+
+
+def test_mostly_failing_system_is_an_error():
+    with warnings.catch_warnings(), pytest.raises(wp.WarpPhysError, match="narrow the parameter"):
+        wp.generate(_blow_up(4.0), "train", 40, seed=0, cache=False)
+
+
+@pytest.mark.parametrize("kwargs,match", [
+    (dict(split="test"), "unknown split 'test'"),
+    (dict(split="train", n=0), "n must be a positive integer"),
+    (dict(split="train", seed=-1), "seed must be"),
+    (dict(split="train", rtol=0.0), "rtol and atol"),
+])
+def test_generate_rejects_bad_arguments(kwargs, match):
+    with pytest.raises(wp.WarpPhysError, match=match):
+        wp.generate(wp.load_system("sine"), cache=False, **kwargs)
+
+
+def test_sine_has_no_ood_split():
+    with pytest.raises(wp.WarpPhysError, match="no test-ood split"):
+        wp.generate(wp.load_system("sine"), "test-ood", 4, cache=False)

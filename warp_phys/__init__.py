@@ -1,0 +1,22 @@
+"""warp-phys: declare a dynamical system once; get its data and its WARP models."""
+
+import importlib.metadata
+
+from ._compile import CompiledSystem as CompiledSystem, compile_system as compile_system
+from ._dataset import Dataset as Dataset
+from ._distributions import (
+    AbstractDistribution as AbstractDistribution,
+    Choice as Choice,
+    LogUniform as LogUniform,
+    Uniform as Uniform,
+)
+from ._errors import WarpPhysError as WarpPhysError
+from ._generate import GenerationWarning as GenerationWarning, generate as generate
+from ._registry import load_system as load_system, system_files as system_files
+from ._simulate import simulate as simulate
+from ._splits import in_box as in_box, sample_draws as sample_draws
+from ._system import SPLITS as SPLITS, System as System
+from ._tasks import AbstractTask as AbstractTask, Forecast as Forecast, RepeatCopy as RepeatCopy
+
+
+__version__ = importlib.metadata.version("warp-phys")

@@ -1,0 +1,146 @@
+"""The `warp-phys` command: a thin skin over the library.
+
+Every user error (`WarpPhysError`) becomes one line on stderr and exit status 2.
+"""
+
+import os
+import sys
+import time
+import warnings
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from ._errors import WarpPhysError
+
+
+app = typer.Typer(
+    name="warp-phys",
+    help="Declare dynamical systems in SymPy, generate in- and out-of-distribution data, "
+    "and train WARP models on it.",
+    add_completion=False,
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    rich_markup_mode=None,
+)
+
+
+def _version(value: bool):
+    if value:
+        from . import __version__
+
+        typer.echo(f"warp-phys {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(
+    version: Annotated[
+        bool, typer.Option("--version", callback=_version, is_eager=True, help="Print the version.")
+    ] = False,
+):
+    pass
+
+
+@app.command("systems")
+def systems_command():
+    """List the systems on the search path (./systems, then the built-ins)."""
+    from ._registry import load_system, system_files
+
+    rows = [("NAME", "STATE", "PARAMETERS (train -> ood)", "SOURCE")]
+    for name, path in system_files().items():
+        try:
+            system = load_system(path)
+        except WarpPhysError as e:
+            rows.append((name, "-", f"error: {e}", _short(path)))
+            continue
+        params = [
+            f"{n} {d.describe('train')}" + (f"->{d.describe('ood')}" if d.has_ood else "")
+            for n, d in system.draws
+        ] + [f"{s.name}={v:g}" for s, v in system.fixed_parameters.items()]
+        rows.append((system.name, ",".join(s.name for s in system.state), "  ".join(params),
+                     _short(path)))
+    widths = [max(len(r[i]) for r in rows) for i in range(3)]
+    for row in rows:
+        typer.echo("  ".join(c.ljust(w) for c, w in zip(row, widths)) + "  " + row[3])
+
+
+def _short(path: Path) -> str:
+    try:
+        return str(path.resolve().relative_to(Path.cwd()))
+    except ValueError:
+        return str(path)
+
+
+@app.command("generate")
+def generate_command(
+    system: Annotated[str, typer.Argument(help="A system name (see `warp-phys systems`) or a path to a .py file.")],
+    split: Annotated[
+        list[str] | None,
+        typer.Option("--split", "-s", help="Split(s) to generate; repeat the option. Default: all the system has."),
+    ] = None,
+    n_train: Annotated[int | None, typer.Option(help="Training trajectories (default: the system's size).")] = None,
+    n_val: Annotated[int | None, typer.Option(help="Validation trajectories.")] = None,
+    n_test: Annotated[int | None, typer.Option(help="Trajectories in each test split.")] = None,
+    seed: Annotated[int, typer.Option(help="Base seed; each split derives its own stream.")] = 0,
+    out: Annotated[
+        Path | None, typer.Option(help="Folder for the datasets (default: $WARP_PHYS_CACHE or ~/.cache/warp-phys).")
+    ] = None,
+    rtol: Annotated[float, typer.Option(help="Relative tolerance of the adaptive solver.")] = 1e-9,
+    atol: Annotated[float, typer.Option(help="Absolute tolerance of the adaptive solver.")] = 1e-9,
+    force: Annotated[bool, typer.Option(help="Regenerate even when the data is cached.")] = False,
+):
+    """Simulate a system's splits and save them as .npz + .json."""
+    from ._generate import GenerationWarning, dataset_stem, default_cache_dir, default_size, generate
+    from ._registry import load_system
+    from ._splits import check_split
+
+    declared = load_system(system)
+    splits = split or list(declared.splits)
+    for name in splits:
+        check_split(name, declared)
+    sizes = {"train": n_train, "val": n_val}
+    for option, value in (("--n-train", n_train), ("--n-val", n_val), ("--n-test", n_test)):
+        if value is not None and value < 1:
+            raise WarpPhysError(f"{option} must be a positive integer, got {value}")
+    root = default_cache_dir() if out is None else out
+    typer.echo(f"{declared.name}: {declared.steps} steps over t in {list(declared.t_span)}, "
+               f"state {[s.name for s in declared.state]}, declaration {declared.hash[:12]}")
+    for name in splits:
+        n = sizes.get(name, n_test) or default_size(declared, name)
+        stem = dataset_stem(declared, name, n, seed, rtol, atol, root)
+        if force:
+            for suffix in (".npz", ".json"):
+                stem.with_suffix(suffix).unlink(missing_ok=True)
+        start = time.perf_counter()
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always", GenerationWarning)
+            dataset = generate(declared, name, n, seed=seed, rtol=rtol, atol=atol,
+                               cache_dir=root, progress=True)
+        for warning in caught:
+            typer.echo(f"warning: {warning.message}", err=True)
+        elapsed = time.perf_counter() - start
+        typer.echo(f"{name:>10}: {len(dataset)} trajectories ({dataset.meta['method']}, "
+                   f"{elapsed:.2f} s) -> {stem.with_suffix('.npz')}")
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Entry point of the `warp-phys` command."""
+    try:
+        app(args=argv, prog_name="warp-phys")
+    except WarpPhysError as e:
+        typer.echo(f"warp-phys: error: {e}", err=True)
+        sys.exit(2)
+    except KeyboardInterrupt:
+        typer.echo("warp-phys: interrupted", err=True)
+        sys.exit(130)
+    except Exception as e:
+        if os.environ.get("WARP_PHYS_DEBUG"):
+            raise
+        typer.echo(
+            f"warp-phys: internal error: {type(e).__name__}: {e} (this is a bug; rerun with "
+            "WARP_PHYS_DEBUG=1 for the traceback and report it)",
+            err=True,
+        )
+        sys.exit(1)

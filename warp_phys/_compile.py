@@ -1,0 +1,166 @@
+"""Compilation of a `System` declaration into JAX functions.
+
+Every function takes the free-parameter vector `p` (ordered as `System.free_parameters`,
+fixed constants already substituted) and works on one trajectory; batch with `jax.vmap`.
+All of them jit, vmap and differentiate.
+"""
+
+from collections.abc import Callable
+
+import equinox as eqx
+import jax
+import jax.numpy as jnp
+import sympy as sp
+from jax.scipy.linalg import expm
+
+from ._distributions import AbstractDistribution
+from ._system import System
+
+
+def _lambdify(args: list[sp.Symbol], exprs: list[sp.Expr]) -> Callable[..., jax.Array]:
+    """`exprs` as a JAX function of `args` returning a stacked array.
+
+    Symbols are passed as arguments, never baked in, so the function differentiates with
+    respect to every one of them. Constant entries are broadcast to the common shape.
+    """
+    fn = sp.lambdify(args, list(exprs), modules="jax", cse=True, dummify=True)
+
+    def wrapped(*values):
+        outs = fn(*values)
+        dtype = jnp.result_type(*values, float)
+        outs = [jnp.asarray(o, dtype=dtype) for o in outs]
+        shape = jnp.broadcast_shapes(*(o.shape for o in outs))
+        return jnp.stack([jnp.broadcast_to(o, shape) for o in outs], axis=-1)
+
+    return wrapped
+
+
+def linear_matrix(system: System) -> sp.Matrix | None:
+    """`M(p)` if the equations are `dy/dt = M(p) y` (linear, homogeneous, autonomous)."""
+    if system.equations is None:
+        return None
+    f = sp.Matrix(system.equations).subs(system.fixed_parameters)
+    y = sp.Matrix(system.state)
+    jacobian = f.jacobian(y)
+    if jacobian.has(*system.state, system.time):
+        return None
+    if any(sp.expand(entry) != 0 for entry in f - jacobian * y):
+        return None
+    return jacobian
+
+
+class CompiledSystem(eqx.Module):
+    """A `System` compiled to JAX. Build it with `warp_phys.compile_system`.
+
+    **Attributes (all functions of one trajectory):**
+
+    - `vector_field(t, y, p) -> dy/dt`, shape (d,). For a system declared only by its
+      closed form this is the time derivative of that form.
+    - `initial_state(p, z) -> y0`, shape (d,), from the free parameters `p` and the
+      random initial-state components `z` (ordered as `System.random_initial_state`).
+    - `matrix(p) -> M`, shape (d, d), when the system is linear (`is_linear`).
+    - `solution(t, p) -> y(t)`, shape (d,), when a closed form is declared
+      (`has_solution`).
+    - `t0`: the start of the time grid.
+    """
+
+    vector_field: Callable = eqx.field(static=True)
+    initial_state: Callable = eqx.field(static=True)
+    matrix: Callable | None = eqx.field(static=True)
+    solution: Callable | None = eqx.field(static=True)
+    t0: float = eqx.field(static=True)
+    param_names: tuple[str, ...] = eqx.field(static=True)
+    state_names: tuple[str, ...] = eqx.field(static=True)
+
+    @property
+    def is_linear(self) -> bool:
+        return self.matrix is not None
+
+    @property
+    def has_solution(self) -> bool:
+        return self.solution is not None
+
+    def linear_flow(self, t, y0, p):
+        """`expm((t - t0) M(p)) y0`: the exact solution of a linear system at time `t`."""
+        if self.matrix is None:
+            raise ValueError("linear_flow needs a linear system (check `is_linear`)")
+        return expm((t - self.t0) * self.matrix(p)) @ y0
+
+
+# Equal declarations share one compiled system, so the functions jitted on it
+# (the simulator, later the models) are traced once, not once per `load_system` call.
+_COMPILED: dict[str, CompiledSystem] = {}
+
+
+def _compile(system: System) -> CompiledSystem:
+    time, state, free = system.time, list(system.state), list(system.free_parameters)
+    fixed = system.fixed_parameters
+    subs = lambda exprs: [sp.sympify(e).subs(fixed) for e in exprs]  # noqa: E731
+
+    if system.solution is not None:
+        solution_fn = _lambdify([time, *free], subs(system.solution))
+        solution = lambda t, p: solution_fn(t, *p)  # noqa: E731
+    else:
+        solution = None
+
+    if system.equations is not None:
+        equations = subs(system.equations)
+    else:
+        equations = [sp.diff(s, time) for s in subs(system.solution)]
+    field_fn = _lambdify([time, *state, *free], equations)
+
+    def vector_field(t, y, p):
+        return field_fn(t, *(y[i] for i in range(len(state))), *p)
+
+    m = linear_matrix(system)
+    if m is not None:
+        entries = _lambdify(free, list(m))
+        d = len(state)
+        matrix = lambda p: entries(*p).reshape(d, d)  # noqa: E731
+    else:
+        matrix = None
+
+    if solution is not None:
+        t0 = system.t_span[0]
+        initial_state = lambda p, z: solution(t0, p)  # noqa: E731
+    else:
+        randoms = [sp.Dummy(f"{s.name}0") for s in system.random_initial_state]
+        random_of = dict(zip(system.random_initial_state, randoms))
+        exprs = [
+            random_of[s] if isinstance(v, AbstractDistribution) else sp.sympify(v)
+            for s, v in system.initial_state.items()
+        ]
+        initial_fn = _lambdify([*free, *randoms], subs(exprs))
+        initial_state = lambda p, z: initial_fn(*p, *z)  # noqa: E731
+
+    return CompiledSystem(
+        vector_field=vector_field,
+        initial_state=initial_state,
+        matrix=matrix,
+        solution=solution,
+        t0=system.t_span[0],
+        param_names=tuple(s.name for s in free),
+        state_names=tuple(s.name for s in state),
+    )
+
+
+def compile_system(system: System) -> CompiledSystem:
+    """Compile a `System` to JAX functions (cached: equal declarations share the result).
+
+    **Arguments:**
+
+    - `system`: the declaration.
+
+    **Returns:** a `CompiledSystem`.
+
+    **Example:**
+
+    ```python
+    c = wp.compile_system(wp.load_system("msd"))
+    c.is_linear                      # True
+    c.matrix(jnp.array([0.03, 10.0, 0.1]))  # [[0, 1], [-k/m, -c/m]]
+    ```
+    """
+    if system.hash not in _COMPILED:
+        _COMPILED[system.hash] = _compile(system)
+    return _COMPILED[system.hash]

@@ -1,0 +1,115 @@
+"""Finding systems: built-in names, a user's `systems/` folder, or a path to a `.py` file.
+
+A system file is a Python module that assigns a `warp_phys.System` to a module-level
+variable named `system`. A name `foo-bar` is looked up as `foo_bar.py`, first in
+`./systems/` (the user's own), then among the built-in systems shipped with warp-phys.
+"""
+
+import importlib.util
+import sys
+from pathlib import Path
+
+from ._errors import WarpPhysError
+from ._system import System
+
+
+def builtin_systems_dir() -> Path:
+    """The folder of the built-in systems: packaged in the wheel, or the source tree."""
+    packaged = Path(__file__).parent / "_systems"
+    return packaged if packaged.is_dir() else Path(__file__).parents[1] / "systems"
+
+
+def search_path() -> list[Path]:
+    """Folders searched for a system name, in order: `./systems`, then the built-ins."""
+    folders = []
+    for folder in (Path.cwd() / "systems", builtin_systems_dir()):
+        if folder.is_dir() and folder.resolve() not in [f.resolve() for f in folders]:
+            folders.append(folder)
+    return folders
+
+
+def system_files() -> dict[str, Path]:
+    """Every system file on the search path, by system name (first one found wins)."""
+    found: dict[str, Path] = {}
+    for folder in search_path():
+        for path in sorted(folder.glob("*.py")):
+            if not path.name.startswith("_"):
+                found.setdefault(path.stem.replace("_", "-"), path)
+    return found
+
+
+_LOADED: dict[tuple[Path, float], System] = {}
+
+
+def load_system(name_or_path: "str | Path | System") -> System:
+    """Return a system by built-in name, by name in `./systems/`, or from a `.py` file.
+
+    **Arguments:**
+
+    - `name_or_path`: `"msd"`, `"lotka-volterra"`, `"systems/pendulum.py"`, a `Path`, or a
+      `System` (returned as is).
+
+    **Returns:** the `warp_phys.System` the file assigns to `system`.
+
+    **Raises:** `WarpPhysError` with a one-line reason if the file is missing, does not
+    parse, fails to run, or defines no valid `system`.
+    """
+    if isinstance(name_or_path, System):
+        return name_or_path
+    text = str(name_or_path)
+    if text.endswith(".py") or "/" in text or isinstance(name_or_path, Path):
+        path = Path(text)
+        if not path.is_file():
+            raise WarpPhysError(f"no system file {text}: check the path")
+    else:
+        files = system_files()
+        if text not in files:
+            raise WarpPhysError(
+                f"unknown system {text!r}; available: {', '.join(sorted(files))} "
+                "(or give a path to a .py file)"
+            )
+        path = files[text]
+    return _load_file(path)
+
+
+def _load_file(path: Path) -> System:
+    path = path.resolve()
+    key = (path, path.stat().st_mtime)
+    if key in _LOADED:
+        return _LOADED[key]
+    module_name = f"warp_phys_systems.{path.stem}_{abs(hash(path)):x}"
+    spec = importlib.util.spec_from_file_location(module_name, path)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[module_name] = module
+    try:
+        spec.loader.exec_module(module)
+    except SyntaxError as e:
+        raise WarpPhysError(f"{path}:{e.lineno}: syntax error: {e.msg}") from None
+    except WarpPhysError as e:
+        raise WarpPhysError(f"{path}: {e}") from None
+    except Exception as e:  # the user's code: report it, never a traceback
+        line = _user_line(e, path)
+        raise WarpPhysError(f"{path}{line}: {type(e).__name__}: {e}") from None
+    finally:
+        sys.modules.pop(module_name, None)
+    system = getattr(module, "system", None)
+    if system is None:
+        raise WarpPhysError(
+            f"{path} defines no `system`; assign a warp_phys.System to a module-level "
+            "variable named `system`"
+        )
+    if not isinstance(system, System):
+        raise WarpPhysError(
+            f"{path}: `system` is a {type(system).__name__}, not a warp_phys.System"
+        )
+    _LOADED[key] = system
+    return system
+
+
+def _user_line(error: BaseException, path: Path) -> str:
+    tb, line = error.__traceback__, ""
+    while tb is not None:
+        if Path(tb.tb_frame.f_code.co_filename).resolve() == path:
+            line = f":{tb.tb_lineno}"
+        tb = tb.tb_next
+    return line

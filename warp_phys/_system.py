@@ -1,0 +1,409 @@
+"""The declaration of a dynamical system: the one place its physics is written down.
+
+A `System` is plain data (SymPy expressions, numbers and distributions), validated when
+it is constructed. It is not a JAX object: `warp_phys.compile_system` turns it into JAX
+functions, and `warp_phys.generate` into datasets.
+"""
+
+import dataclasses
+import functools
+import hashlib
+import json
+import math
+import re
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import sympy as sp
+
+from ._distributions import AbstractDistribution, Choice
+from ._errors import WarpPhysError
+from ._tasks import AbstractTask, Forecast
+
+
+SPLITS = ("train", "val", "test-id", "test-ood", "test-paper")
+"""Every split a system generates. `train`, `val` and `test-id` are drawn from the train
+box; `test-ood` from the OoD box but outside the train box in at least one quantity;
+`test-paper` from the whole OoD box (the paper's protocol, a mix of ID and OoD)."""
+
+DEFAULT_SIZES = {"train": 1024, "val": 256, "test": 256}
+_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
+
+
+def _sympify(value, what: str) -> sp.Expr:
+    try:
+        return sp.sympify(value)
+    except (sp.SympifyError, TypeError) as e:
+        raise WarpPhysError(f"{what} is not a SymPy expression: {value!r} ({e})") from None
+
+
+def _as_number(value) -> float | None:
+    """`value` as a float if it is a plain number or a numeric SymPy expression."""
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, (int, float)):
+        return float(value)
+    if isinstance(value, sp.Basic) and value.is_number:
+        try:
+            return float(value)
+        except TypeError:
+            return None
+    try:
+        import numpy as np
+
+        if isinstance(value, np.number):
+            return float(value)
+    except ImportError:  # pragma: no cover
+        pass
+    return None
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True, eq=False)
+class System:
+    """A dynamical system declared with SymPy: equations, parameters, initial states, grid.
+
+    **Arguments:**
+
+    - `name`: a short name (letters, digits, `-`, `_`, `.`), used for files and runs.
+    - `state`: the state symbols, in order.
+    - `equations`: `d/dt` of each state, as SymPy expressions in the state, the
+      parameters and the time symbol. Optional when `solution` is given.
+    - `parameters`: a mapping from parameter symbol to a fixed number or a distribution
+      (`wp.Uniform`, `wp.LogUniform`, `wp.Choice`). Fixed constants are substituted;
+      distributed ones are sampled per trajectory and stored with the data.
+    - `initial_state`: a mapping from each state symbol to a number, a distribution or
+      a SymPy expression of the parameters. Not needed when `solution` is given.
+    - `t_span`: the (start, end) of the time grid.
+    - `steps`: the number of uniformly spaced time points, start and end included (>= 2).
+    - `context`: how many leading steps a forecasting model observes (1 <= context < steps).
+    - `solution`: an optional closed form, the state as expressions of the time symbol
+      and the parameters. Used as is for generation, and (by the grey-box models) with
+      its free parameters learned.
+    - `label`: an optional parameter with a `wp.Choice` distribution whose value is the
+      class of a trajectory (classification tasks); the class index is the position of
+      the value in the choice's train values.
+    - `task`: what models read and predict; `wp.Forecast()` (default) or
+      `wp.RepeatCopy(...)`.
+    - `sizes`: default number of trajectories, `{"train": ..., "val": ..., "test": ...}`
+      (the test size applies to each test split).
+    - `time`: the time symbol used in the expressions (default `t`).
+    - `description`, `units`: free text, shown by `warp-phys systems`.
+
+    **Example:**
+
+    ```python
+    theta, omega = sp.symbols("theta omega")
+    g, length = sp.symbols("g length", positive=True)
+    system = wp.System(
+        name="pendulum",
+        state=[theta, omega],
+        equations=[omega, -(g / length) * sp.sin(theta)],
+        parameters={g: 9.81, length: wp.Uniform(train=(0.5, 1.5), ood=(0.25, 2.0))},
+        initial_state={theta: wp.Uniform(train=(-1.0, 1.0)), omega: 0.0},
+        t_span=(0.0, 5.0), steps=200, context=50,
+    )
+    ```
+    """
+
+    name: str
+    state: Sequence[sp.Symbol]
+    equations: Sequence[Any] | None = None
+    parameters: Mapping[sp.Symbol, Any] = dataclasses.field(default_factory=dict)
+    initial_state: Mapping[sp.Symbol, Any] = dataclasses.field(default_factory=dict)
+    t_span: tuple[float, float]
+    steps: int
+    context: int
+    solution: Sequence[Any] | Any | None = None
+    label: sp.Symbol | None = None
+    task: AbstractTask = Forecast()
+    sizes: Mapping[str, int] = dataclasses.field(default_factory=lambda: dict(DEFAULT_SIZES))
+    time: sp.Symbol = sp.Symbol("t")
+    description: str = ""
+    units: Mapping[sp.Symbol, str] = dataclasses.field(default_factory=dict)
+
+    def __post_init__(self):
+        set_ = functools.partial(object.__setattr__, self)
+        if not isinstance(self.name, str) or not _NAME.match(self.name):
+            raise WarpPhysError(
+                f"name must be letters, digits, '-', '_' or '.', got {self.name!r}"
+            )
+        where = f"system {self.name!r}"
+
+        # State.
+        state = tuple(self.state) if isinstance(self.state, Sequence) else None
+        if not state or not all(isinstance(s, sp.Symbol) for s in state):
+            raise WarpPhysError(
+                f"{where}: state must be a non-empty list of SymPy symbols, got {self.state!r}"
+            )
+        if len({s.name for s in state}) != len(state):
+            raise WarpPhysError(f"{where}: state symbols must have distinct names: {state}")
+        if not isinstance(self.time, sp.Symbol):
+            raise WarpPhysError(f"{where}: time must be a SymPy symbol, got {self.time!r}")
+        set_("state", state)
+
+        # Parameters: fixed numbers or distributions.
+        if not isinstance(self.parameters, Mapping):
+            raise WarpPhysError(
+                f"{where}: parameters must be a dict {{symbol: value or distribution}}"
+            )
+        parameters = {}
+        for symbol, value in self.parameters.items():
+            if not isinstance(symbol, sp.Symbol):
+                raise WarpPhysError(
+                    f"{where}: parameter keys must be SymPy symbols, got {symbol!r}"
+                )
+            if isinstance(value, AbstractDistribution):
+                value.check(f"{where}, parameter {symbol.name!r}")
+            elif (number := _as_number(value)) is not None and math.isfinite(number):
+                value = number
+            else:
+                raise WarpPhysError(
+                    f"{where}: parameter {symbol.name!r} has no usable value ({value!r}); "
+                    "give a finite number to fix it or a distribution such as "
+                    "wp.Uniform(train=(low, high))"
+                )
+            parameters[symbol] = value
+        set_("parameters", parameters)
+        names = [s.name for s in state] + [s.name for s in parameters]
+        if len(set(names)) != len(names):
+            raise WarpPhysError(
+                f"{where}: a parameter has the same name as a state or another parameter "
+                f"({names}); rename it"
+            )
+        if self.time.name in names:
+            raise WarpPhysError(
+                f"{where}: {self.time.name!r} is the time symbol and cannot be a state or "
+                "a parameter; rename it or pass time=<another symbol>"
+            )
+        known = {*state, *parameters, self.time}
+
+        # Closed form and/or equations.
+        if self.solution is not None:
+            solution = self.solution
+            if not isinstance(solution, Sequence) or isinstance(solution, str):
+                solution = [solution]
+            solution = tuple(
+                _sympify(s, f"{where}: solution {i}") for i, s in enumerate(solution)
+            )
+            if len(solution) != len(state):
+                raise WarpPhysError(
+                    f"{where}: {len(solution)} solution expression(s) for "
+                    f"{len(state)} state variable(s); give one per state"
+                )
+            for i, expr in enumerate(solution):
+                self._check_symbols(
+                    expr, {*parameters, self.time}, f"solution for {state[i].name}"
+                )
+            set_("solution", solution)
+        if self.equations is None:
+            if self.solution is None:
+                raise WarpPhysError(
+                    f"{where}: give equations=[d/dt of each state] or a closed-form "
+                    "solution=[...]"
+                )
+        else:
+            if not isinstance(self.equations, Sequence) or isinstance(self.equations, str):
+                raise WarpPhysError(f"{where}: equations must be a list of expressions")
+            equations = tuple(
+                _sympify(e, f"{where}: equation {i}") for i, e in enumerate(self.equations)
+            )
+            if len(equations) != len(state):
+                raise WarpPhysError(
+                    f"{where}: {len(equations)} equation(s) for {len(state)} state "
+                    f"variable(s) {[s.name for s in state]}; give d/dt of each state, in order"
+                )
+            for s, expr in zip(state, equations):
+                self._check_symbols(expr, known, f"equation for d{s.name}/dt")
+            set_("equations", equations)
+
+        # Initial state.
+        if not isinstance(self.initial_state, Mapping):
+            raise WarpPhysError(f"{where}: initial_state must be a dict {{state: value}}")
+        initial = {}
+        if self.solution is not None:
+            if self.initial_state:
+                raise WarpPhysError(
+                    f"{where}: the initial state follows from solution=; remove initial_state"
+                )
+        else:
+            for symbol in self.initial_state:
+                if symbol not in state:
+                    raise WarpPhysError(
+                        f"{where}: initial_state names {symbol!r}, which is not a state "
+                        f"variable {[s.name for s in state]}"
+                    )
+            for s in state:
+                if s not in self.initial_state:
+                    raise WarpPhysError(
+                        f"{where}: initial_state has no value for state {s.name!r}; give a "
+                        "number, a distribution or an expression of the parameters"
+                    )
+                value = self.initial_state[s]
+                what = f"{where}, initial state of {s.name!r}"
+                if isinstance(value, AbstractDistribution):
+                    value.check(what)
+                elif (number := _as_number(value)) is not None:
+                    if not math.isfinite(number):
+                        raise WarpPhysError(f"{what}: {value!r} is not finite")
+                    value = number
+                else:
+                    value = _sympify(value, what)
+                    self._check_symbols(value, set(parameters), f"initial state of {s.name}")
+                initial[s] = value
+        set_("initial_state", initial)
+
+        # Time grid and context.
+        try:
+            t0, t1 = (float(v) for v in self.t_span)
+        except (TypeError, ValueError):
+            raise WarpPhysError(
+                f"{where}: t_span must be (start, end), got {self.t_span!r}"
+            ) from None
+        if not (math.isfinite(t0) and math.isfinite(t1) and t1 > t0):
+            raise WarpPhysError(
+                f"{where}: t_span must be finite with end > start, got {self.t_span!r}"
+            )
+        set_("t_span", (t0, t1))
+        if not isinstance(self.steps, int) or isinstance(self.steps, bool) or self.steps < 2:
+            raise WarpPhysError(
+                f"{where}: steps must be an integer >= 2, got {self.steps!r}"
+            )
+        if not isinstance(self.context, int) or not 1 <= self.context < self.steps:
+            raise WarpPhysError(
+                f"{where}: context must be an integer with 1 <= context < steps "
+                f"({self.steps}), got {self.context!r}"
+            )
+
+        # Label, task, sizes.
+        if self.label is not None:
+            if not isinstance(parameters.get(self.label), Choice):
+                raise WarpPhysError(
+                    f"{where}: label must be a parameter with a wp.Choice distribution, "
+                    f"got {self.label!r}"
+                )
+        if not isinstance(self.task, AbstractTask):
+            raise WarpPhysError(
+                f"{where}: task must be wp.Forecast() or wp.RepeatCopy(...), got {self.task!r}"
+            )
+        self.task.check(self.steps)
+        sizes = dict(DEFAULT_SIZES)
+        for key, value in dict(self.sizes).items():
+            if key not in DEFAULT_SIZES:
+                raise WarpPhysError(
+                    f"{where}: sizes has unknown key {key!r}; use {sorted(DEFAULT_SIZES)}"
+                )
+            if not isinstance(value, int) or value < 1:
+                raise WarpPhysError(f"{where}: sizes[{key!r}] must be a positive integer")
+            sizes[key] = value
+        set_("sizes", sizes)
+        set_("units", {getattr(k, "name", str(k)): str(v) for k, v in dict(self.units).items()})
+
+    def _check_symbols(self, expr: sp.Expr, allowed: set, what: str) -> None:
+        allowed_names = {s.name: s for s in allowed}
+        for symbol in sorted(expr.free_symbols, key=lambda s: s.name):
+            if symbol in allowed:
+                continue
+            if symbol.name in allowed_names:
+                raise WarpPhysError(
+                    f"system {self.name!r}: {what} uses a symbol {symbol.name!r} whose "
+                    f"assumptions ({symbol.assumptions0}) differ from the declared one "
+                    f"({allowed_names[symbol.name].assumptions0}); use the same symbol object"
+                )
+            kinds = {"equation": f"a state, a parameter or the time {self.time.name!r}",
+                     "solution": f"a parameter or the time {self.time.name!r}",
+                     "initial": "a parameter"}[what.split()[0]]
+            raise WarpPhysError(
+                f"system {self.name!r}: {what} uses {symbol.name!r}, which is not {kinds}; "
+                "add it to parameters= or fix the name"
+            )
+
+    # ----------------------------------------------------------------- derived views
+
+    @property
+    def free_parameters(self) -> tuple[sp.Symbol, ...]:
+        """The parameters drawn per trajectory (those with a distribution), in order."""
+        return tuple(s for s, v in self.parameters.items() if isinstance(v, AbstractDistribution))
+
+    @property
+    def fixed_parameters(self) -> dict[sp.Symbol, float]:
+        """The parameters fixed to a number."""
+        return {s: v for s, v in self.parameters.items() if not isinstance(v, AbstractDistribution)}
+
+    @property
+    def random_initial_state(self) -> tuple[sp.Symbol, ...]:
+        """The state variables whose initial value is drawn per trajectory."""
+        return tuple(s for s, v in self.initial_state.items() if isinstance(v, AbstractDistribution))
+
+    @property
+    def draws(self) -> tuple[tuple[str, AbstractDistribution], ...]:
+        """Every quantity sampled per trajectory, as (name, distribution): the free
+        parameters, then the random initial-state components (named `x(t0)`)."""
+        return tuple(
+            [(s.name, self.parameters[s]) for s in self.free_parameters]
+            + [(f"{s.name}(t0)", self.initial_state[s]) for s in self.random_initial_state]
+        )
+
+    @property
+    def has_ood(self) -> bool:
+        """Whether any sampled quantity has an OoD box wider than its train box."""
+        return any(dist.has_ood for _, dist in self.draws)
+
+    @property
+    def splits(self) -> tuple[str, ...]:
+        """The splits this system can generate (`test-ood` needs an OoD box)."""
+        return tuple(s for s in SPLITS if s != "test-ood" or self.has_ood)
+
+    @property
+    def classes(self) -> tuple[str, ...]:
+        """Class names for classification systems (empty otherwise)."""
+        if self.label is None:
+            return ()
+        return tuple(f"{v:g}" for v in self.parameters[self.label]._values("train"))
+
+    @functools.cached_property
+    def hash(self) -> str:
+        """SHA-256 of everything that determines the generated data."""
+        text = json.dumps(self.to_json(), sort_keys=True)
+        return hashlib.sha256(text.encode()).hexdigest()
+
+    def to_json(self) -> dict:
+        """The declaration as JSON-ready data (stored beside every dataset)."""
+
+        def dist(value):
+            if isinstance(value, AbstractDistribution):
+                return {"kind": type(value).__name__, **{
+                    k: (list(v) if v is not None else None)
+                    for k, v in dataclasses.asdict(value).items()
+                }}
+            if isinstance(value, sp.Basic):
+                return {"kind": "expression", "srepr": sp.srepr(value)}
+            return value
+
+        return {
+            "name": self.name,
+            "state": [sp.srepr(s) for s in self.state],
+            "time": sp.srepr(self.time),
+            "equations": None if self.equations is None else [sp.srepr(e) for e in self.equations],
+            "solution": None if self.solution is None else [sp.srepr(e) for e in self.solution],
+            "parameters": [[sp.srepr(s), dist(v)] for s, v in self.parameters.items()],
+            "initial_state": [[sp.srepr(s), dist(v)] for s, v in self.initial_state.items()],
+            "t_span": list(self.t_span),
+            "steps": self.steps,
+            "context": self.context,
+            "label": None if self.label is None else sp.srepr(self.label),
+            "task": self.task.to_json(),
+        }
+
+    def replace(self, **changes) -> "System":
+        """A copy with some fields changed, validated again.
+
+        **Example:** `wp.load_system("lotka-volterra").replace(name="lv-long", steps=512)`
+        """
+        return dataclasses.replace(self, **changes)
+
+    def __repr__(self) -> str:
+        return (
+            f"System(name={self.name!r}, state={[s.name for s in self.state]}, "
+            f"parameters={[s.name for s in self.parameters]}, t_span={self.t_span}, "
+            f"steps={self.steps}, context={self.context})"
+        )
