@@ -2,6 +2,7 @@
 
 import importlib.metadata
 
+from ._config import FitConfig as FitConfig, make_config as make_config
 from ._compile import CompiledSystem as CompiledSystem, compile_system as compile_system
 from ._dataset import Dataset as Dataset
 from ._distributions import (
@@ -12,11 +13,15 @@ from ._distributions import (
 )
 from ._errors import WarpPhysError as WarpPhysError
 from ._generate import GenerationWarning as GenerationWarning, generate as generate
+from ._recurrence import linear_unroll as linear_unroll
 from ._registry import load_system as load_system, system_files as system_files
+from ._run import Run as Run
 from ._simulate import simulate as simulate
 from ._splits import in_box as in_box, sample_draws as sample_draws
 from ._system import SPLITS as SPLITS, System as System
 from ._tasks import AbstractTask as AbstractTask, Forecast as Forecast, RepeatCopy as RepeatCopy
+from ._train import fit as fit
+from ._warp import WARP as WARP, make_warp as make_warp
 
 
 __version__ = importlib.metadata.version("warp-phys")

@@ -125,6 +125,73 @@ def generate_command(
                    f"{elapsed:.2f} s) -> {stem.with_suffix('.npz')}")
 
 
+@app.command("fit")
+def fit_command(
+    system: Annotated[str, typer.Argument(help="A system name or a path to a .py file.")] = "msd",
+    model: Annotated[str, typer.Option(help="Model to train: warp.")] = "warp",
+    preset: Annotated[str, typer.Option(help="quick (CPU, minutes) or paper (the paper's settings, for a GPU).")] = "quick",
+    epochs: Annotated[int | None, typer.Option(help="Training epochs.")] = None,
+    batch_size: Annotated[int | None, typer.Option(help="Minibatch size.")] = None,
+    lr: Annotated[float | None, typer.Option(help="Learning rate.")] = None,
+    seed: Annotated[int, typer.Option(help="Seed for data, initialisation and batches.")] = 0,
+    n_train: Annotated[int | None, typer.Option(help="Training trajectories.")] = None,
+    n_val: Annotated[int | None, typer.Option(help="Validation trajectories.")] = None,
+    n_test: Annotated[int | None, typer.Option(help="Trajectories per test split.")] = None,
+    width: Annotated[int | None, typer.Option(help="Root network width.")] = None,
+    depth: Annotated[int | None, typer.Option(help="Root network hidden layers.")] = None,
+    init: Annotated[str | None, typer.Option(help="theta_0: hypernetwork or learned.")] = None,
+    final: Annotated[str | None, typer.Option(help="Final activation: none, clip, dynamic-tanh.")] = None,
+    forcing: Annotated[float | None, typer.Option(help="Teacher-forcing probability per step after the context.")] = None,
+    forcing_schedule: Annotated[str | None, typer.Option(help="constant, or linear (from 1 down to --forcing).")] = None,
+    optimiser: Annotated[str | None, typer.Option(help="Any of: adabelief, adam, adamw, sgd, lion, rmsprop.")] = None,
+    grad_clip: Annotated[str | None, typer.Option(help="global-norm, elementwise or none.")] = None,
+    grad_clip_value: Annotated[float | None, typer.Option(help="Clipping threshold.")] = None,
+    normalise: Annotated[str | None, typer.Option(help="standard, minmax or none (metrics are always in data units).")] = None,
+    uncertainty: Annotated[bool | None, typer.Option("--uncertainty/--no-uncertainty", help="Add a sigma head (NLL loss).")] = None,
+    patience: Annotated[int | None, typer.Option(help="Stop after this many validations without improvement (0: never).")] = None,
+    fast_vjp: Annotated[bool | None, typer.Option("--fast-vjp/--no-fast-vjp", help="Gradient of A as one matrix product.")] = None,
+    out: Annotated[Path, typer.Option(help="Folder for run directories.")] = Path("runs"),
+    resume: Annotated[Path | None, typer.Option(help="Continue a run directory from its last checkpoint.")] = None,
+):
+    """Train a model on a system and print its test errors (in- and out-of-distribution)."""
+    from ._config import make_config
+    from ._registry import load_system
+    from ._run import format_table
+    from ._train import fit
+
+    if resume is not None:
+        run = fit(None, resume=resume)
+    else:
+        load_system(system)  # fail early on a bad system
+        if epochs is not None and epochs < 1:
+            raise WarpPhysError(f"--epochs must be a positive integer, got {epochs}")
+        config = make_config(
+            system, preset, model=model, epochs=epochs, batch_size=batch_size, lr=lr, seed=seed,
+            n_train=n_train, n_val=n_val, n_test=n_test, width=width, depth=depth, init=init,
+            final=final, forcing=forcing, forcing_schedule=forcing_schedule, optimiser=optimiser,
+            grad_clip=grad_clip, grad_clip_value=grad_clip_value, normalise=normalise,
+            uncertainty=uncertainty, patience=patience, fast_vjp=fast_vjp,
+        )
+        run = fit(config, runs_dir=out)
+    typer.echo(f"run: {run.path}")
+    typer.echo(format_table(run.metrics["splits"]))
+
+
+@app.command("evaluate")
+def evaluate_command(
+    run_dir: Annotated[Path, typer.Argument(help="A run directory made by `warp-phys fit`.")],
+    split: Annotated[list[str] | None, typer.Option("--split", "-s", help="Split(s) to evaluate (default: every test split).")] = None,
+):
+    """Recompute the test metrics of a saved run from its best checkpoint."""
+    from ._run import Run, format_table
+    from ._splits import check_split
+
+    run = Run.open(run_dir)
+    for name in split or []:
+        check_split(name, run.system)
+    typer.echo(format_table(run.evaluate(splits=split)))
+
+
 def main(argv: list[str] | None = None) -> None:
     """Entry point of the `warp-phys` command."""
     try:

@@ -1,0 +1,89 @@
+import json
+
+import numpy as np
+import pytest
+
+import warp_phys as wp
+from warp_phys._cli import main
+
+
+def tiny_config(system="sine", **overrides):
+    values = dict(epochs=3, batch_size=16, n_train=32, n_val=16, n_test=16, width=8, depth=1,
+                  lr=3e-3, checkpoint_every=1)
+    values.update(overrides)
+    return wp.make_config(system, "quick", **values)
+
+
+@pytest.fixture(scope="module")
+def run(tmp_path_factory):
+    # The train step asserts it is traced once: 3 epochs x 2 steps would fail on a retrace.
+    return wp.fit(tiny_config(), runs_dir=tmp_path_factory.mktemp("runs"), progress=False)
+
+
+def test_run_directory_contents(run):
+    names = {p.name for p in run.path.iterdir()}
+    assert names >= {"config.json", "env.json", "metrics.jsonl", "metrics.json", "model.eqx",
+                     "checkpoint.eqx", "plots"}
+    assert run.path.parts[-3:-1] == ("sine", "warp")
+    assert {p.name for p in (run.path / "plots").iterdir()} == {"losses.png", "forecasts.png"}
+    history = [json.loads(line) for line in (run.path / "metrics.jsonl").read_text().splitlines()]
+    assert [h["epoch"] for h in history] == [1, 2, 3]
+    assert history[-1]["train_loss"] < history[0]["train_loss"]
+    env = json.loads((run.path / "env.json").read_text())
+    assert env["seed"] == 0 and env["packages"]["jax"]
+    splits = run.metrics["splits"]
+    assert set(splits) == {"test-id", "test-paper"}
+    assert splits["test-id"]["mse"] < splits["test-id"]["naive_mse"]
+
+
+def test_evaluate_reproduces_saved_metrics(run, capsys):
+    again = wp.Run.open(run.path).evaluate()
+    for split, m in run.metrics["splits"].items():
+        assert again[split]["mse"] == pytest.approx(m["mse"], rel=1e-6)
+    with pytest.raises(SystemExit) as exit_info:
+        main(["evaluate", str(run.path)])
+    out = capsys.readouterr().out
+    assert exit_info.value.code == 0
+    assert f"MSE {run.metrics['splits']['test-id']['mse']:.4g}" in out
+
+
+def test_resume_continues_from_the_checkpoint(tmp_path):
+    config = tiny_config(epochs=2)
+    first = wp.fit(config, runs_dir=tmp_path, progress=False)
+    # Pretend the run was killed after epoch 2 of 4: extend the config and resume.
+    data = json.loads((first.path / "config.json").read_text())
+    data["epochs"] = 4
+    (first.path / "config.json").write_text(json.dumps(data))
+    resumed = wp.fit(None, resume=first.path, progress=False)
+    epochs = [json.loads(line)["epoch"] for line in (resumed.path / "metrics.jsonl").read_text().splitlines()]
+    assert epochs == [1, 2, 3, 4]
+
+
+def test_classification_trains(tmp_path):
+    run = wp.fit(tiny_config("spirals", epochs=4, n_train=64, batch_size=32, lr=1e-2),
+                 runs_dir=tmp_path, progress=False)
+    accuracy = run.metrics["splits"]["test-id"]["accuracy"]
+    assert 0.0 <= accuracy <= 1.0
+    history = [json.loads(line) for line in (run.path / "metrics.jsonl").read_text().splitlines()]
+    assert history[-1]["train_loss"] < history[0]["train_loss"]
+
+
+def test_non_finite_loss_stops_with_a_message(tmp_path):
+    with pytest.raises(wp.WarpPhysError, match="became nan|became inf"):
+        wp.fit(tiny_config(lr=1e6, grad_clip="none", optimiser="sgd"), runs_dir=tmp_path,
+               progress=False)
+
+
+@pytest.mark.parametrize("argv,message", [
+    (["fit", "sine", "--epochs", "-1"], "--epochs must be a positive integer"),
+    (["fit", "sine", "--model", "transformer"], "--model must be one of warp"),
+    (["fit", "sine", "--optimiser", "magic"], "--optimiser must be one of"),
+    (["fit", "sine", "--preset", "huge"], "unknown preset 'huge'"),
+    (["fit", "nope"], "unknown system 'nope'"),
+    (["evaluate", "/nonexistent/run"], "is not a run directory"),
+])
+def test_fit_bad_options_exit_2(argv, message, capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        main(argv)
+    err = capsys.readouterr().err
+    assert exit_info.value.code == 2 and message in err and len(err.strip().splitlines()) == 1

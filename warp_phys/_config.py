@@ -1,0 +1,139 @@
+"""Training configuration and presets.
+
+A `FitConfig` holds everything needed to re-run a training run; it is written to the run
+directory as `config.json`. Presets fill it in: `quick` (minutes on a laptop CPU) and
+`paper` (the paper's settings, REFERENCE.md section 3, meant for a GPU), with per-system
+overrides; explicit options override the preset.
+"""
+
+import dataclasses
+from typing import Any
+
+from ._errors import WarpPhysError
+
+
+MODELS = ("warp",)
+OPTIMISERS = ("adabelief", "adam", "adamw", "sgd", "lion", "rmsprop")
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class FitConfig:
+    """Everything that defines a training run (see `warp-phys fit --help`)."""
+
+    system: str = "msd"
+    model: str = "warp"
+    preset: str = "quick"
+    seed: int = 0
+    # data
+    n_train: int | None = None
+    n_val: int | None = None
+    n_test: int | None = None
+    normalise: str = "standard"
+    # model
+    width: int = 48
+    depth: int = 3
+    activation: str = "swish"
+    init: str = "hypernetwork"
+    hyper_hidden: int = 2
+    final: str = "none"
+    clip_bound: float = 38.0
+    uncertainty: bool = False
+    sigma_min: float = 1e-4
+    theta_clip: float = 0.0
+    root_previous: bool = False
+    fourier: int = 0
+    # training
+    epochs: int = 1000
+    batch_size: int = 1024
+    lr: float = 1e-5
+    optimiser: str = "adabelief"
+    grad_clip: str = "global-norm"
+    grad_clip_value: float = 1.0
+    plateau_factor: float = 0.5
+    plateau_patience: int = 20
+    plateau_accumulation: int = 50
+    plateau_min_scale: float = 0.01
+    forcing: float = 0.25
+    forcing_schedule: str = "constant"
+    loss: str = "auto"
+    val_every: int = 1
+    patience: int = 0
+    checkpoint_every: int = 10
+    fast_vjp: bool = True
+
+    def __post_init__(self):
+        def fail(option, rule, value):
+            raise WarpPhysError(f"--{option.replace('_', '-')} {rule}, got {value!r}")
+
+        for name in ("epochs", "batch_size", "width", "depth", "val_every", "checkpoint_every"):
+            value = getattr(self, name)
+            if not isinstance(value, int) or value < 1:
+                fail(name, "must be a positive integer", value)
+        for name in ("n_train", "n_val", "n_test"):
+            value = getattr(self, name)
+            if value is not None and (not isinstance(value, int) or value < 1):
+                fail(name, "must be a positive integer", value)
+        if self.patience < 0:
+            fail("patience", "must be >= 0 (0: no early stopping)", self.patience)
+        if not self.lr > 0:
+            fail("lr", "must be positive", self.lr)
+        if not 0.0 <= self.forcing <= 1.0:
+            fail("forcing", "must be a probability in [0, 1]", self.forcing)
+        if not self.seed >= 0:
+            fail("seed", "must be >= 0", self.seed)
+        choices = {
+            "model": MODELS,
+            "optimiser": OPTIMISERS,
+            "normalise": ("standard", "minmax", "none"),
+            "init": ("hypernetwork", "learned"),
+            "final": ("none", "clip", "dynamic-tanh"),
+            "activation": ("swish", "relu", "tanh", "gelu", "softplus"),
+            "grad_clip": ("global-norm", "elementwise", "none"),
+            "forcing_schedule": ("constant", "linear"),
+            "loss": ("auto", "mse", "nll", "ce"),
+            "preset": tuple(PRESETS),
+        }
+        for name, allowed in choices.items():
+            if getattr(self, name) not in allowed:
+                fail(name, f"must be one of {', '.join(allowed)}", getattr(self, name))
+
+    def to_json(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+PRESETS: dict[str, dict[str, dict[str, Any]]] = {
+    # Minutes on a 2-core CPU: a small root, learned theta_0 where the initial state is
+    # fixed, a subset of the data, a larger learning rate.
+    "quick": {
+        "*": dict(width=16, depth=2, init="hypernetwork", hyper_hidden=1, epochs=40,
+                  batch_size=64, lr=1e-3, n_train=1024, n_val=256, n_test=512,
+                  plateau_patience=10, plateau_accumulation=16, checkpoint_every=5),
+        "msd": dict(init="learned"),
+        "lotka-volterra": dict(init="learned"),
+        "lotka-volterra-copy": dict(init="learned", forcing=1.0, normalise="minmax"),
+        "sine": dict(normalise="none", forcing=0.25),
+        "spirals": dict(normalise="none", forcing=1.0, epochs=20),
+    },
+    # The paper's configurations (REFERENCE.md section 3; paper appendix C).
+    "paper": {
+        "*": dict(width=48, depth=3, init="hypernetwork", hyper_hidden=2, epochs=1000,
+                  batch_size=1024, lr=1e-5, forcing=0.25, final="dynamic-tanh"),
+        "msd": dict(init="learned", final="clip", clip_bound=38.0, normalise="none"),
+        "msd-zero": dict(final="clip", clip_bound=38.0, normalise="none"),
+        "lotka-volterra": dict(init="learned", epochs=1500, forcing=1.0, normalise="minmax"),
+        "lotka-volterra-copy": dict(init="learned", epochs=1500, forcing=1.0,
+                                    normalise="minmax"),
+        "sine": dict(final="none", normalise="none", lr=1e-4, batch_size=10000),
+        "spirals": dict(final="none", normalise="none", forcing=1.0, epochs=2000,
+                        batch_size=10000, lr=1e-3),
+    },
+}
+
+
+def make_config(system: str, preset: str = "quick", **overrides) -> FitConfig:
+    """A `FitConfig` for `system` from `preset`, with `overrides` (None values ignored)."""
+    if preset not in PRESETS:
+        raise WarpPhysError(f"unknown preset {preset!r}; choose one of {', '.join(PRESETS)}")
+    values = {**PRESETS[preset]["*"], **PRESETS[preset].get(system, {})}
+    values.update({k: v for k, v in overrides.items() if v is not None})
+    return FitConfig(system=system, preset=preset, **values)

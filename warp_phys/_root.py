@@ -1,0 +1,110 @@
+"""Root networks and their final activations.
+
+The root network is the function f_theta(tau) that WARP's hidden state parameterises:
+theta *is* its weights, flattened leaf by leaf in tree order (W0, b0, W1, b1, ...).
+Flattening and unflattening use Equinox's partition/combine and JAX's ravel utilities,
+never hand-written layer maths.
+"""
+
+from collections.abc import Callable
+
+import equinox as eqx
+import jax
+import jax.numpy as jnp
+from jax.flatten_util import ravel_pytree
+from jaxtyping import Array, Float, PRNGKeyArray
+
+
+ACTIVATIONS: dict[str, Callable] = {
+    "swish": jax.nn.swish,
+    "relu": jax.nn.relu,
+    "tanh": jnp.tanh,
+    "gelu": jax.nn.gelu,
+    "softplus": jax.nn.softplus,
+}
+
+
+class FlatRoot(eqx.Module):
+    """A root network with its weights taken out: what remains evaluates the network
+    whose weights are any vector `theta` of length `size`.
+
+    Build it with `FlatRoot.split(network)`, which also returns the network's own weights
+    as a vector (a sensible theta_0: they carry the network's initialisation).
+    """
+
+    static: eqx.Module = eqx.field(static=True)
+    unravel: Callable = eqx.field(static=True)
+    size: int = eqx.field(static=True)
+
+    @classmethod
+    def split(cls, network: eqx.Module) -> tuple["FlatRoot", Float[Array, " D"]]:
+        params, static = eqx.partition(network, eqx.is_array)
+        theta, unravel = ravel_pytree(params)
+        return cls(static=static, unravel=unravel, size=theta.shape[0]), theta
+
+    def network(self, theta: Float[Array, " D"]) -> eqx.Module:
+        """The root network whose weights are `theta`."""
+        return eqx.combine(self.unravel(theta), self.static)
+
+    def __call__(self, theta: Float[Array, " D"], features: Float[Array, " f"]) -> Array:
+        return self.network(theta)(features)
+
+
+def mlp_root(in_size: int, out_size: int, *, width: int, depth: int, activation: str,
+             dtype=jnp.float32, key: PRNGKeyArray) -> tuple[FlatRoot, Float[Array, " D"]]:
+    """An MLP root with `depth` hidden layers of `width` (the paper's dynamics root is
+    1 -> 48 x 3 -> 2, D_theta = 4898), and its initial weights as a vector."""
+    if activation not in ACTIVATIONS:
+        raise ValueError(f"activation must be one of {sorted(ACTIVATIONS)}, got {activation!r}")
+    network = eqx.nn.MLP(in_size, out_size, width, depth, activation=ACTIVATIONS[activation],
+                         dtype=dtype, key=key)
+    return FlatRoot.split(network)
+
+
+# ----------------------------------------------------------------------- final activations
+
+
+class AbstractFinal(eqx.Module):
+    """A final activation applied to the root's mean output."""
+
+    def __call__(self, y: Array) -> Array:
+        raise NotImplementedError
+
+
+class NoFinal(AbstractFinal):
+    """No final activation."""
+
+    def __call__(self, y):
+        return y
+
+
+class SymmetricClip(AbstractFinal):
+    """`clip(y, -bound, bound)` (the paper clips MSD outputs to +-38)."""
+
+    bound: float = eqx.field(static=True)
+
+    def __call__(self, y):
+        return jnp.clip(y, -self.bound, self.bound)
+
+
+class DynamicTanh(AbstractFinal):
+    """`alpha * tanh((y - b) / a) + beta` with trainable scalars, started at
+    (a, b, alpha, beta) = (1, 0, 1, 0).
+
+    ??? cite "Reference"
+        Zhu, Chen, He, LeCun and Liu, *Transformers without normalization*, CVPR 2025.
+    """
+
+    a: Float[Array, ""]
+    b: Float[Array, ""]
+    alpha: Float[Array, ""]
+    beta: Float[Array, ""]
+
+    def __init__(self, dtype=float):
+        self.a, self.b, self.alpha, self.beta = (jnp.asarray(v, dtype) for v in (1.0, 0.0, 1.0, 0.0))
+
+    def __call__(self, y):
+        return self.alpha * jnp.tanh((y - self.b) / self.a) + self.beta
+
+
+FINALS = {"none": NoFinal, "clip": SymmetricClip, "dynamic-tanh": DynamicTanh}

@@ -1,0 +1,160 @@
+"""Run directories: `runs/<system>/<model>/<timestamp>/`.
+
+    config.json     everything needed to re-run (the FitConfig and the data normaliser)
+    env.json        package versions, devices, precision, seed
+    metrics.jsonl   one line per epoch: train loss, learning rate, validation metrics
+    metrics.json    final test metrics per split, from the best checkpoint
+    model.eqx       the best model (on val): a JSON header line, then Equinox leaves
+    checkpoint.eqx  the latest model and optimiser state, for --resume
+    plots/          loss curves, forecasts against truth
+
+Every file is written to a temporary file and renamed, so a crash never leaves a
+half-written file behind.
+"""
+
+import datetime
+import json
+import os
+import tempfile
+from pathlib import Path
+
+import equinox as eqx
+import jax.random as jr
+import numpy as np
+
+from ._config import FitConfig
+from ._errors import WarpPhysError
+from ._evaluate import Normaliser, build_model, load_splits, metrics, task_kind
+from ._plots import plot_forecasts, plot_losses
+from ._registry import load_system
+
+
+MODEL_FORMAT = 1
+
+
+def write_json(path: Path, data) -> None:
+    _atomic(path, lambda f: f.write((json.dumps(data, indent=2) + "\n").encode()))
+
+
+def _atomic(path: Path, write) -> None:
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            write(f)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def new_run_dir(root: Path, system: str, model: str) -> Path:
+    stamp = datetime.datetime.now().strftime("%Y%m%d-%H%M%S")
+    path = root / system / model / stamp
+    suffix = 1
+    while path.exists():
+        path = root / system / model / f"{stamp}-{suffix}"
+        suffix += 1
+    path.mkdir(parents=True)
+    return path
+
+
+def _save(path: Path, header: dict, tree) -> None:
+    def write(f):
+        f.write((json.dumps({"format": MODEL_FORMAT, **header}) + "\n").encode())
+        eqx.tree_serialise_leaves(f, tree)
+
+    _atomic(path, write)
+
+
+def _load(path: Path, like):
+    if not path.is_file():
+        raise WarpPhysError(f"no file {path}; is this a finished or checkpointed run?")
+    with open(path, "rb") as f:
+        header = json.loads(f.readline())
+        if header.get("format") != MODEL_FORMAT:
+            raise WarpPhysError(f"{path} has an unknown format")
+        return eqx.tree_deserialise_leaves(f, like), header
+
+
+def save_model(path: Path, model, header: dict) -> None:
+    _save(path, header, model)
+
+
+def save_checkpoint(path: Path, model, opt_state, header: dict) -> None:
+    _save(path, header, (model, opt_state))
+
+
+def load_checkpoint(path: Path, model, opt_state):
+    (model, opt_state), header = _load(path, (model, opt_state))
+    return model, opt_state, header
+
+
+class Run:
+    """A run directory, its configuration, best model and metrics."""
+
+    def __init__(self, path: Path, config: FitConfig, normaliser):
+        self.path, self.config, self.normaliser = path, config, normaliser
+
+    @staticmethod
+    def load_config(path: Path) -> FitConfig:
+        file = Path(path) / "config.json"
+        if not file.is_file():
+            raise WarpPhysError(f"{path} is not a run directory (no config.json)")
+        data = json.loads(file.read_text())
+        data.pop("normaliser", None)
+        return FitConfig(**data)
+
+    @classmethod
+    def open(cls, path) -> "Run":
+        path = Path(path)
+        config = cls.load_config(path)
+        normaliser = Normaliser.from_json(json.loads((path / "config.json").read_text())["normaliser"])
+        return cls(path, config, normaliser)
+
+    @property
+    def system(self):
+        return load_system(self.config.system)
+
+    def load_model(self):
+        """The best model (on the validation split)."""
+        skeleton = build_model(self.config, self.system, key=jr.PRNGKey(0))
+        return _load(self.path / "model.eqx", skeleton)[0]
+
+    @property
+    def metrics(self) -> dict:
+        return json.loads((self.path / "metrics.json").read_text())
+
+    def evaluate(self, data=None, *, splits=None) -> dict:
+        """Recompute test metrics of the best model on `splits` (default: every test split)."""
+        system = self.system
+        data = data if data is not None else load_splits(system, self.config, progress=False)
+        model = self.load_model()
+        kind = task_kind(system)
+        names = splits or [s for s in system.splits if s.startswith("test")]
+        return {s: metrics(model, data[s], self.normaliser, kind, np.float32) for s in names}
+
+    def evaluate_and_save(self, data, *, kind, normaliser, history, note=None) -> dict:
+        results = self.evaluate(data)
+        with open(self.path / "model.eqx", "rb") as f:
+            header = json.loads(f.readline())
+        summary = {"best_epoch": header["epoch"], "epochs_run": len(history),
+                   "seconds_per_epoch": float(np.median([h["seconds"] for h in history]))
+                   if history else None, "note": note, "splits": results}
+        write_json(self.path / "metrics.json", summary)
+        plot_losses(history, self.path / "plots" / "losses.png")
+        if kind == "forecast":
+            model = self.load_model()
+            plot_forecasts(model, data, normaliser, self.path / "plots" / "forecasts.png")
+        return summary
+
+
+def format_table(metrics: dict) -> str:
+    """The test metrics as an aligned text table."""
+    rows = []
+    for split, m in metrics.items():
+        if "accuracy" in m:
+            rows.append(f"{split:>10}  accuracy {m['accuracy']:.4f}  cross-entropy {m['cross_entropy']:.4g}  (n={m['n']})")
+        else:
+            rows.append(f"{split:>10}  MSE {m['mse']:.4g}  MAE {m['mae']:.4g}  "
+                        f"naive MSE {m['naive_mse']:.4g}  whole-sequence MSE {m['mse_whole']:.4g}  (n={m['n']})")
+    return "\n".join(rows)

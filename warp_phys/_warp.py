@@ -1,0 +1,245 @@
+"""WARP: a linear RNN whose hidden state is the weight vector of a root network.
+
+    theta_0 = phi(x_0)                                  (hypernetwork, or learned directly)
+    theta_k = A theta_{k-1} + B (x_k - x_{k-1})         (A starts at I, B at 0)
+    y_k     = final(f_{theta_k}(tau_{k+1}))             (root network at normalised time)
+
+The output at step k is the forecast of x_{k+1} from the inputs x_0..x_k, so no step is
+scored on a value the model was fed. Inputs come from the data where a step is forced
+(always inside the context, with the teacher-forcing probability after it during
+training) and from the model's own previous forecast elsewhere: at inference the model
+runs fully autoregressively after the context.
+"""
+
+import equinox as eqx
+import jax
+import jax.numpy as jnp
+import jax.random as jr
+from jaxtyping import Array, Float, PRNGKeyArray
+
+from ._recurrence import linear_unroll
+from ._root import (
+    ACTIVATIONS, FINALS, AbstractFinal, DynamicTanh, FlatRoot, NoFinal, SymmetricClip, mlp_root,
+)
+
+
+class Hypernetwork(eqx.Module):
+    """theta_0 = phi(x_0): an MLP whose hidden widths grow linearly from d to D (the paper's
+    MSD hypernetwork is 2 -> 1633 -> 3265 -> 4898)."""
+
+    layers: tuple[eqx.nn.Linear, ...]
+    activation: str = eqx.field(static=True)
+
+    def __init__(self, in_size: int, out_size: int, *, hidden: int, activation: str,
+                 dtype=jnp.float32, key: PRNGKeyArray):
+        widths = [in_size] + [round(out_size * (i + 1) / (hidden + 1)) for i in range(hidden)]
+        widths.append(out_size)
+        keys = jr.split(key, len(widths) - 1)
+        self.layers = tuple(
+            eqx.nn.Linear(a, b, dtype=dtype, key=k) for a, b, k in zip(widths, widths[1:], keys)
+        )
+        self.activation = activation
+
+    def __call__(self, x0: Float[Array, " d"]) -> Float[Array, " D"]:
+        for layer in self.layers[:-1]:
+            x0 = ACTIVATIONS[self.activation](layer(x0))
+        return self.layers[-1](x0)
+
+
+class LearnedInit(eqx.Module):
+    """theta_0 learned directly (the paper's choice for fixed initial states), started at
+    the root network's own initialisation."""
+
+    theta0: Float[Array, " D"]
+
+    def __call__(self, x0: Float[Array, " d"]) -> Float[Array, " D"]:
+        return self.theta0
+
+
+class WARP(eqx.Module):
+    """Weight-space Adaptive Recurrent Prediction. Build it with `warp_phys.make_warp`.
+
+    ??? cite "Reference"
+        Nzoyem, Barton and Deakin, *Weight-space linear recurrent neural networks*,
+        ICLR 2026 (arXiv:2506.01153).
+    """
+
+    A: Float[Array, "D D"]
+    B: Float[Array, "D d"]
+    init: Hypernetwork | LearnedInit
+    final: AbstractFinal
+    root: FlatRoot
+    data_size: int = eqx.field(static=True)
+    out_size: int = eqx.field(static=True)
+    steps: int = eqx.field(static=True)
+    uncertainty: bool = eqx.field(static=True)
+    sigma_min: float = eqx.field(static=True)
+    theta_clip: float = eqx.field(static=True)
+    root_previous: bool = eqx.field(static=True)
+    fourier: int = eqx.field(static=True)
+
+    @property
+    def size(self) -> int:
+        """D_theta, the length of the hidden state."""
+        return self.root.size
+
+    def features(self, tau: Float[Array, ""], x: Float[Array, " d"]) -> Float[Array, " f"]:
+        """The root's input at normalised time `tau`, given the current input `x`."""
+        tau = jnp.asarray(tau, x.dtype)
+        parts = [tau[None]]
+        if self.fourier:
+            freqs = jnp.arange(1, self.fourier + 1, dtype=tau.dtype)
+            parts += [jnp.sin(2 * jnp.pi * freqs * tau), jnp.cos(2 * jnp.pi * freqs * tau)]
+        if self.root_previous:
+            parts.append(x)
+        return jnp.concatenate(parts)
+
+    def readout(self, theta, tau, x):
+        """Mean (and sigma, or None) of the forecast made by the root with weights `theta`."""
+        out = self.root(theta, self.features(tau, x))
+        if not self.uncertainty:
+            return self.final(out), None
+        mean, s = out[: self.out_size], out[self.out_size :]
+        return self.final(mean), jnp.maximum(jax.nn.softplus(s), self.sigma_min)
+
+    def tau(self, k):
+        """Normalised time of step k: tau_k = k / (T - 1) for the training length T."""
+        return k / (self.steps - 1)
+
+    def unroll(self, x: Float[Array, "b T d"], forced: Float[Array, "b T"], *,
+               fast_vjp: bool = True):
+        """Run the recurrence over a batch.
+
+        **Arguments:**
+
+        - `x`: the true inputs, shape (batch, T, d).
+        - `forced`: 1 where step k reads the true `x[:, k]`, 0 where it reads the model's
+          own forecast of it (step 0 always reads the truth).
+        - `fast_vjp`: differentiate A by one matrix product (see `_recurrence.py`).
+
+        **Returns:** `(mean, sigma)`, each (batch, T, out); `mean[:, k]` forecasts
+        `x[:, k + 1]`. `sigma` is None without an uncertainty head.
+        """
+        A = self.A
+        rest = eqx.tree_at(lambda m: m.A, self, replace=None)
+        params, static = eqx.partition(rest, eqx.is_array)
+        run = jax.tree_util.Partial(_run, static)
+        return linear_unroll(run, A, params, (x, forced), fast_vjp=fast_vjp)
+
+    def states(self, x: Float[Array, "b T d"], forced: Float[Array, "b T"]) -> Float[Array, "T b D"]:
+        """The weight trajectories theta_k, shape (T, batch, D)."""
+        rest = eqx.tree_at(lambda m: m.A, self, replace=None)
+        params, static = eqx.partition(rest, eqx.is_array)
+        return _run(static, self.A, params, (x, forced), None)[1]
+
+
+def _run(static, A, params, args, taps):
+    """The WARP recurrence over a batch; A enters only as `theta @ A.T` (see
+    `linear_unroll`)."""
+    model = eqx.combine(params, static)
+    x, forced = args
+    theta0 = jax.vmap(model.init)(x[:, 0])
+    readout = jax.vmap(model.readout, in_axes=(0, None, 0))
+
+    def clip(theta):
+        return jnp.clip(theta, -model.theta_clip, model.theta_clip) if model.theta_clip else theta
+
+    def tap(theta, k):
+        return theta if taps is None else theta + taps[k]
+
+    theta0 = clip(tap(theta0, 0))
+    mean0, sigma0 = readout(theta0, model.tau(1), x[:, 0])
+
+    def step(carry, k):
+        theta, x_prev, forecast = carry
+        x_in = jnp.where(forced[:, k, None] > 0, x[:, k], forecast)
+        theta = theta @ A.T + (x_in - x_prev) @ model.B.T
+        theta = clip(tap(theta, k))
+        mean, sigma = readout(theta, model.tau(k + 1), x_in)
+        return (theta, x_in, mean), (theta, mean, sigma)
+
+    steps = jnp.arange(1, x.shape[1])
+    _, (thetas, means, sigmas) = jax.lax.scan(step, (theta0, x[:, 0], mean0), steps)
+    thetas = jnp.concatenate([theta0[None], thetas])
+    means = jnp.concatenate([mean0[None], means]).swapaxes(0, 1)
+    if sigma0 is not None:
+        sigmas = jnp.concatenate([sigma0[None], sigmas]).swapaxes(0, 1)
+    return (means, sigmas), thetas
+
+
+def make_warp(
+    data_size: int,
+    out_size: int,
+    steps: int,
+    *,
+    width: int = 48,
+    depth: int = 3,
+    activation: str = "swish",
+    init: str = "hypernetwork",
+    hyper_hidden: int = 2,
+    final: str = "none",
+    clip_bound: float = 38.0,
+    uncertainty: bool = False,
+    sigma_min: float = 1e-4,
+    theta_clip: float = 0.0,
+    root_previous: bool = False,
+    fourier: int = 0,
+    dtype=jnp.float32,
+    key: PRNGKeyArray,
+) -> WARP:
+    """Build a WARP model with A = I and B = 0.
+
+    **Arguments:**
+
+    - `data_size`: d, the input dimension.
+    - `out_size`: the output dimension (d for forecasting, the class count for
+      classification).
+    - `steps`: the training sequence length T (sets tau_k = k / (T - 1)).
+    - `width`, `depth`, `activation`: the root MLP (the paper: 48, 3, swish).
+    - `init`: `"hypernetwork"` (theta_0 = phi(x_0)) or `"learned"` (theta_0 learned).
+    - `hyper_hidden`: hidden layers of the hypernetwork.
+    - `final`: final activation on the mean, `"none"`, `"clip"` (at `clip_bound`) or
+      `"dynamic-tanh"`.
+    - `uncertainty`: add a sigma head, sigma = max(softplus(s), `sigma_min`).
+    - `theta_clip`: clip theta to [-w, w] after each update (0: off).
+    - `root_previous`, `fourier`: extend the root's input with the current input value
+      and with `fourier` sine/cosine pairs of tau.
+    - `dtype`: the parameters' dtype.
+    - `key`: a JAX PRNG key.
+    """
+    if final not in FINALS:
+        raise ValueError(f"final must be one of {sorted(FINALS)}, got {final!r}")
+    if init not in ("hypernetwork", "learned"):
+        raise ValueError(f"init must be 'hypernetwork' or 'learned', got {init!r}")
+    root_key, hyper_key = jr.split(key)
+    in_size = 1 + 2 * fourier + (data_size if root_previous else 0)
+    root, theta0 = mlp_root(in_size, out_size * (2 if uncertainty else 1), width=width,
+                            depth=depth, activation=activation, dtype=dtype, key=root_key)
+    size = root.size
+    if init == "learned":
+        initial = LearnedInit(theta0)
+    else:
+        initial = Hypernetwork(data_size, size, hidden=hyper_hidden, activation=activation,
+                               dtype=dtype, key=hyper_key)
+    if final == "clip":
+        final_fn = SymmetricClip(clip_bound)
+    elif final == "dynamic-tanh":
+        final_fn = DynamicTanh(dtype)
+    else:
+        final_fn = NoFinal()
+    model = WARP(
+        A=jnp.eye(size, dtype=dtype),
+        B=jnp.zeros((size, data_size), dtype=dtype),
+        init=initial,
+        final=final_fn,
+        root=root,
+        data_size=data_size,
+        out_size=out_size,
+        steps=steps,
+        uncertainty=uncertainty,
+        sigma_min=sigma_min,
+        theta_clip=theta_clip,
+        root_previous=root_previous,
+        fourier=fourier,
+    )
+    return model
