@@ -12,18 +12,14 @@ Prints JSON and writes it to benchmarks/results/generate.json.
 """
 
 import argparse
-import json
-import os
-import platform
 import time
-from pathlib import Path
 
-import jax
 import numpy as np
 import sympy as sp
 from scipy.integrate import solve_ivp
 
 import warp_phys as wp
+from _common import machine, write_result
 
 
 def dop853(field, system, p, y0, ts):
@@ -90,24 +86,15 @@ def main():
                         help="trajectories for the SciPy loop (default: the whole split)")
     parser.add_argument("--repeats", type=int, default=3, help="timed runs of ours (median reported)")
     parser.add_argument("--sample", type=int, default=20, help="trajectories checked against DOP853")
-    parser.add_argument("--out", type=Path, default=Path(__file__).parent / "results" / "generate.json")
     args = parser.parse_args()
     results = {
         "benchmark": "generate",
         "command": "python benchmarks/generate.py"
         + (f" --baseline-n {args.baseline_n}" if args.baseline_n else ""),
-        "machine": {"platform": platform.platform(), "processor": platform.machine(),
-                    "cpus": os.cpu_count(), "jax": jax.__version__,
-                    "device": str(jax.devices()[0]), "warp_phys": wp.__version__},
+        "machine": machine(),
         "results": [bench(name, args.baseline_n, args.sample, args.repeats) for name in ("msd", "lotka-volterra")],
     }
-    text = json.dumps(results, indent=2)
-    print(text)
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = args.out.with_suffix(".tmp")
-    tmp.write_text(text + "\n")
-    tmp.replace(args.out)
-
+    write_result("generate", results)
 
 if __name__ == "__main__":
     main()

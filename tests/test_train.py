@@ -1,6 +1,5 @@
 import json
 
-import numpy as np
 import pytest
 
 import warp_phys as wp

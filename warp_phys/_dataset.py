@@ -8,13 +8,13 @@ so an interrupted write never leaves a truncated dataset behind.
 import dataclasses
 import json
 import os
-import tempfile
 from pathlib import Path
 
 import numpy as np
 
 from ._custom_types import InitialStates, Labels, Params, States, Times
 from ._errors import WarpPhysError
+from ._io import atomic_write
 
 
 FORMAT_VERSION = 1
@@ -84,9 +84,9 @@ class Dataset:
         if self.targets is not self.y:
             arrays["targets"] = self.targets
         npz, meta = stem.with_suffix(".npz"), stem.with_suffix(".json")
-        _atomic_write(npz, lambda f: np.savez(f, **arrays))
+        atomic_write(npz, lambda f: np.savez(f, **arrays))
         text = json.dumps({"format": FORMAT_VERSION, **self.meta}, indent=2)
-        _atomic_write(meta, lambda f: f.write(text.encode()))
+        atomic_write(meta, lambda f: f.write(text.encode()))
         return npz, meta
 
     @classmethod
@@ -118,13 +118,3 @@ class Dataset:
             meta=meta,
         )
 
-
-def _atomic_write(path: Path, write) -> None:
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            write(f)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise

@@ -109,19 +109,24 @@ def metrics(model: WARP, data: Dataset, normaliser: Normaliser, kind: str, dtype
     prediction = normaliser.inverse(mean.astype(np.float64))
     target = data.targets
     c = data.context
+    # A rollout that leaves finite values is counted, never averaged in as NaN.
+    finite = np.isfinite(prediction).all(axis=(1, 2))
+    prediction, target, inputs = prediction[finite], target[finite], data.inputs[finite]
     forecast_err = prediction[:, c - 1 : -1] - target[:, c:]
-    naive = target[:, c:] - data.inputs[:, c - 1 : c]
+    naive = target[:, c:] - inputs[:, c - 1 : c]
     return {
-        "mse": float(np.mean(forecast_err**2)),
-        "mae": float(np.mean(np.abs(forecast_err))),
-        "mse_whole": float(np.mean((prediction[:, :-1] - target[:, 1:]) ** 2)),
-        "naive_mse": float(np.mean(naive**2)),
-        "naive_mae": float(np.mean(np.abs(naive))),
+        "mse": float(np.mean(forecast_err**2)) if finite.any() else float("inf"),
+        "mae": float(np.mean(np.abs(forecast_err))) if finite.any() else float("inf"),
+        "mse_whole": float(np.mean((prediction[:, :-1] - target[:, 1:]) ** 2)) if finite.any() else float("inf"),
+        "naive_mse": float(np.mean(naive**2)) if finite.any() else float("inf"),
+        "naive_mae": float(np.mean(np.abs(naive))) if finite.any() else float("inf"),
         "n": n,
+        "diverged": int(n - finite.sum()),
     }
 
 
 def build_model(config: FitConfig, system: System, *, key) -> WARP:
+    """The model `config` describes for `system`, freshly initialised."""
     kind = task_kind(system)
     out = len(system.classes) if kind == "classify" else len(system.state)
     return make_warp(
@@ -132,5 +137,3 @@ def build_model(config: FitConfig, system: System, *, key) -> WARP:
         root_previous=config.root_previous, fourier=config.fourier, dtype=jnp.float32,
         key=key,
     )
-
-

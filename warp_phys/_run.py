@@ -14,8 +14,6 @@ half-written file behind.
 
 import datetime
 import json
-import os
-import tempfile
 from pathlib import Path
 
 import equinox as eqx
@@ -24,27 +22,13 @@ import numpy as np
 
 from ._config import FitConfig
 from ._errors import WarpPhysError
+from ._io import atomic_write, write_json
 from ._evaluate import Normaliser, build_model, load_splits, metrics, task_kind
 from ._plots import plot_forecasts, plot_losses
 from ._registry import load_system
 
 
 MODEL_FORMAT = 1
-
-
-def write_json(path: Path, data) -> None:
-    _atomic(path, lambda f: f.write((json.dumps(data, indent=2) + "\n").encode()))
-
-
-def _atomic(path: Path, write) -> None:
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            write(f)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 def new_run_dir(root: Path, system: str, model: str) -> Path:
@@ -63,7 +47,7 @@ def _save(path: Path, header: dict, tree) -> None:
         f.write((json.dumps({"format": MODEL_FORMAT, **header}) + "\n").encode())
         eqx.tree_serialise_leaves(f, tree)
 
-    _atomic(path, write)
+    atomic_write(path, write)
 
 
 def _load(path: Path, like):
@@ -155,6 +139,9 @@ def format_table(metrics: dict) -> str:
         if "accuracy" in m:
             rows.append(f"{split:>10}  accuracy {m['accuracy']:.4f}  cross-entropy {m['cross_entropy']:.4g}  (n={m['n']})")
         else:
+            diverged = (f"; {m['diverged']} rollouts DIVERGED and are excluded"
+                        if m["diverged"] else "")
             rows.append(f"{split:>10}  MSE {m['mse']:.4g}  MAE {m['mae']:.4g}  "
-                        f"naive MSE {m['naive_mse']:.4g}  whole-sequence MSE {m['mse_whole']:.4g}  (n={m['n']})")
+                        f"naive MSE {m['naive_mse']:.4g}  whole-sequence MSE {m['mse_whole']:.4g}  "
+                        f"(n={m['n']}{diverged})")
     return "\n".join(rows)

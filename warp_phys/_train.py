@@ -21,7 +21,8 @@ from ._config import FitConfig
 from ._errors import WarpPhysError
 from ._evaluate import Normaliser, build_model, load_splits, metrics, task_kind
 from ._registry import load_system
-from ._run import Run, load_checkpoint, new_run_dir, save_checkpoint, save_model, write_json
+from ._io import write_json
+from ._run import Run, load_checkpoint, new_run_dir, save_checkpoint, save_model
 from ._warp import WARP
 
 
@@ -81,7 +82,8 @@ def fit(config: FitConfig, *, runs_dir: str | Path = "runs", resume: str | Path 
 
     **Arguments:**
 
-    - `config`: a `FitConfig` (see `warp_phys.make_config` for presets).
+    - `config`: a `FitConfig` (see `warp_phys.make_config` for presets); ignored with
+      `resume`, which continues with the run's own `config.json`.
     - `runs_dir`: where to create `<system>/<model>/<timestamp>/`.
     - `resume`: an existing run directory to continue from its last checkpoint.
     - `progress`: show a progress bar.
@@ -151,7 +153,7 @@ def fit(config: FitConfig, *, runs_dir: str | Path = "runs", resume: str | Path 
     bar = tqdm(range(start_epoch, config.epochs + 1), desc=f"{system.name} {config.model}",
                unit="epoch", disable=not progress, initial=start_epoch - 1, total=config.epochs,
                dynamic_ncols=True)
-    stopped, waited = None, 0
+    stopped, diverged, waited = None, False, 0
     rng = np.random.default_rng([config.seed, start_epoch])
     for epoch in bar:
         start = time.perf_counter()
@@ -169,9 +171,11 @@ def fit(config: FitConfig, *, runs_dir: str | Path = "runs", resume: str | Path 
         train_loss = float(total) / steps_per_epoch  # one device fetch per epoch
         seconds = time.perf_counter() - start
         if not math.isfinite(train_loss):
+            kept = (f"the best checkpoint so far is kept in {run_dir / 'model.eqx'}"
+                    if (run_dir / "model.eqx").exists() else "no checkpoint was good enough to keep")
             stopped = (f"training stopped at epoch {epoch}: the training loss became "
-                       f"{train_loss}; the best checkpoint so far is kept in {run_dir}; "
-                       "lower --lr or use --grad-clip global-norm")
+                       f"{train_loss}; {kept}; lower --lr (now {config.lr:g})")
+            diverged = True
             break
         record = {"epoch": epoch, "train_loss": train_loss, "lr": config.lr * lr_scale(opt_state),
                   "seconds": seconds, "forcing": probability}
@@ -200,7 +204,7 @@ def fit(config: FitConfig, *, runs_dir: str | Path = "runs", resume: str | Path 
     if not (run_dir / "model.eqx").exists():
         raise WarpPhysError(stopped or f"run {run_dir} has no model checkpoint")
     run.evaluate_and_save(data, kind=kind, normaliser=normaliser, history=history, note=stopped)
-    if stopped and "stopped" in stopped:
+    if diverged:
         raise WarpPhysError(stopped)
     return run
 

@@ -1,0 +1,46 @@
+"""Train a model with a preset and record its test errors and timings as JSON.
+
+    python benchmarks/fit.py msd --preset quick
+    python benchmarks/fit.py sine --preset paper --n-train 10
+
+Writes benchmarks/results/fit-<system>-<preset>[-n<N>].json with the final metrics of
+every test split (forecast-window MSE/MAE in data units, the naive last-context-value
+forecast beside them, accuracy for classification), wall time and seconds per epoch.
+"""
+
+import argparse
+import time
+from pathlib import Path
+
+import warp_phys as wp
+from _common import machine, write_result
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("system")
+    parser.add_argument("--preset", default="quick")
+    parser.add_argument("--n-train", type=int, default=None)
+    parser.add_argument("--epochs", type=int, default=None)
+    parser.add_argument("--runs", type=Path, default=Path("runs"))
+    args = parser.parse_args()
+    config = wp.make_config(args.system, args.preset, n_train=args.n_train, epochs=args.epochs)
+    start = time.perf_counter()
+    run = wp.fit(config, runs_dir=args.runs, progress=False)
+    seconds = time.perf_counter() - start
+    command = f"python benchmarks/fit.py {args.system} --preset {args.preset}" + (
+        f" --n-train {args.n_train}" if args.n_train else "") + (
+        f" --epochs {args.epochs}" if args.epochs else "")
+    result = {
+        "benchmark": "fit",
+        "command": command,
+        "machine": machine(),
+        "config": config.to_json(),
+        "wall_seconds_including_data_and_compile": round(seconds, 1),
+        **run.metrics,
+    }
+    name = f"fit-{args.system}-{args.preset}" + (f"-n{args.n_train}" if args.n_train else "")
+    write_result(name, result)
+
+if __name__ == "__main__":
+    main()

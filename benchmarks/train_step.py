@@ -1,0 +1,103 @@
+"""Seconds per training step of the paper's MSD model, with and without the fast VJP.
+
+The model: root 1 -> 48 x 3 -> 2 (D_theta = 4898), hypernetwork 2 -> 1633 -> 3265 -> 4898,
+T = 256, AR with teacher forcing 0.25, AdaBelief with global-norm clipping. Each
+configuration is timed after compilation (median of `--repeats` steps) in this one run,
+beside a pure-matmul floor measured in the same run: the recurrence's matrix work,
+T x batch x 3 x 2 D^2 flops (forward theta @ A^T, backward dtheta @ A and dA), at the
+rate of a large float32 matmul on this machine.
+
+    python benchmarks/train_step.py                      # batches 8 and 64
+    python benchmarks/train_step.py --batches 8 64 1024  # on a GPU
+
+Prints JSON and writes benchmarks/results/train_step-<backend>.json.
+"""
+
+import argparse
+import json
+import time
+
+import equinox as eqx
+import jax
+import jax.numpy as jnp
+import jax.random as jr
+import numpy as np
+
+import warp_phys as wp
+from _common import machine, write_result
+from warp_phys._train import forced_mask, loss_fn, make_optimiser
+
+
+D, T, CONTEXT = 4898, 256, 100
+
+
+def matmul_rate(repeats: int = 5) -> float:
+    """Achieved float32 matmul FLOP/s on a (2048 x D) @ (D x D) product."""
+    a = jr.normal(jr.PRNGKey(0), (2048, D), jnp.float32)
+    b = jr.normal(jr.PRNGKey(1), (D, D), jnp.float32)
+    f = jax.jit(lambda a, b: a @ b)
+    f(a, b).block_until_ready()
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        f(a, b).block_until_ready()
+        times.append(time.perf_counter() - start)
+    return 2 * 2048 * D * D / float(np.median(times))
+
+
+def step_time(batch: int, fast_vjp: bool, repeats: int) -> float:
+    config = wp.make_config("msd", "paper", batch_size=batch)
+    model = wp.make_warp(2, 2, T, width=48, depth=3, init="hypernetwork", hyper_hidden=2,
+                         final="clip", key=jr.PRNGKey(0))
+    optimiser = make_optimiser(config)
+    opt_state = optimiser.init(eqx.filter(model, eqx.is_inexact_array))
+    x = jr.normal(jr.PRNGKey(2), (batch, T, 2), jnp.float32)
+
+    @eqx.filter_jit
+    def step(model, opt_state, key):
+        forced = forced_mask(key, batch, T, CONTEXT, 0.25)
+        loss, grads = eqx.filter_value_and_grad(loss_fn)(
+            model, x, x, None, forced, kind="forecast", loss="mse", fast_vjp=fast_vjp)
+        updates, opt_state = optimiser.update(grads, opt_state, eqx.filter(model, eqx.is_inexact_array), value=loss)
+        return eqx.apply_updates(model, updates), opt_state, loss
+
+    key = jr.PRNGKey(3)
+    model, opt_state, loss = step(model, opt_state, key)
+    loss.block_until_ready()
+    times = []
+    for i in range(repeats):
+        start = time.perf_counter()
+        model, opt_state, loss = step(model, opt_state, jr.fold_in(key, i))
+        loss.block_until_ready()
+        times.append(time.perf_counter() - start)
+    return float(np.median(times))
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--batches", type=int, nargs="+", default=[8, 64])
+    parser.add_argument("--repeats", type=int, default=3)
+    args = parser.parse_args()
+    rate = matmul_rate()
+    rows = []
+    for batch in args.batches:
+        floor = T * batch * 3 * 2 * D * D / rate
+        for fast in (True, False):
+            seconds = step_time(batch, fast, args.repeats)
+            rows.append({"batch": batch, "fast_vjp": fast, "seconds_per_step": round(seconds, 3),
+                         "matmul_floor_seconds": round(floor, 3),
+                         "ratio_to_floor": round(seconds / floor, 2)})
+            print(json.dumps(rows[-1]), flush=True)
+    backend = jax.default_backend()
+    result = {
+        "benchmark": "train_step",
+        "command": "python benchmarks/train_step.py --batches " + " ".join(map(str, args.batches)),
+        "machine": machine(),
+        "model": {"D_theta": D, "T": T, "hypernetwork": [2, 1633, 3265, 4898], "dtype": "float32"},
+        "matmul_tflops": round(rate / 1e12, 4),
+        "results": rows,
+    }
+    write_result(f"train_step-{backend}", result)
+
+if __name__ == "__main__":
+    main()
