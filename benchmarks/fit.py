@@ -22,15 +22,18 @@ def main():
     parser.add_argument("--preset", default="quick")
     parser.add_argument("--n-train", type=int, default=None)
     parser.add_argument("--epochs", type=int, default=None)
+    parser.add_argument("--lr", type=float, default=None)
     parser.add_argument("--runs", type=Path, default=Path("runs"))
     args = parser.parse_args()
-    config = wp.make_config(args.system, args.preset, n_train=args.n_train, epochs=args.epochs)
+    config = wp.make_config(args.system, args.preset, n_train=args.n_train, epochs=args.epochs,
+                            lr=args.lr)
     start = time.perf_counter()
     run = wp.fit(config, runs_dir=args.runs, progress=False)
     seconds = time.perf_counter() - start
     command = f"python benchmarks/fit.py {args.system} --preset {args.preset}" + (
         f" --n-train {args.n_train}" if args.n_train else "") + (
-        f" --epochs {args.epochs}" if args.epochs else "")
+        f" --epochs {args.epochs}" if args.epochs else "") + (
+        f" --lr {args.lr}" if args.lr else "")
     result = {
         "benchmark": "fit",
         "command": command,

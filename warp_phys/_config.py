@@ -114,7 +114,7 @@ PRESETS: dict[str, dict[str, dict[str, Any]]] = {
         "lotka-volterra": dict(init="learned"),
         "lotka-volterra-copy": dict(init="learned", forcing=1.0, normalise="minmax"),
         "sine": dict(normalise="none", forcing=0.25),
-        "spirals": dict(normalise="none", forcing=1.0, epochs=20),
+        "spirals": dict(normalise="none", forcing=1.0, epochs=40, lr=1e-3),
     },
     # The paper's configurations (REFERENCE.md section 3; paper appendix C).
     "paper": {
