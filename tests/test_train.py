@@ -1,9 +1,14 @@
 import json
 
+import equinox as eqx
+import jax
+import jax.numpy as jnp
+import jax.random as jr
 import pytest
 
 import warp_phys as wp
 from warp_phys._cli import main
+from warp_phys._train import make_optimiser
 
 
 def tiny_config(system="sine", **overrides):
@@ -86,3 +91,18 @@ def test_fit_bad_options_exit_2(argv, message, capsys):
         main(argv)
     err = capsys.readouterr().err
     assert exit_info.value.code == 2 and message in err and len(err.strip().splitlines()) == 1
+
+
+def test_a_learning_rate_scale_touches_only_A():
+    model = wp.make_warp(2, 2, 8, width=4, depth=1, key=jr.PRNGKey(0))
+    params = eqx.filter(model, eqx.is_inexact_array)
+    grads = jax.tree_util.tree_map(jnp.ones_like, params)
+    deltas = {}
+    for scale in (1.0, 1e-3):
+        optimiser = make_optimiser(tiny_config(optimiser="sgd", lr=0.1, grad_clip="none",
+                                               a_lr_scale=scale))
+        updates, _ = optimiser.update(grads, optimiser.init(params), params, value=jnp.zeros(()))
+        deltas[scale] = (float(jnp.abs(updates.A).max()), float(jnp.abs(updates.B).max()))
+    assert deltas[1.0] == pytest.approx((0.1, 0.1))
+    assert deltas[1e-3] == pytest.approx((1e-4, 0.1))
+

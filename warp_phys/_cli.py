@@ -133,6 +133,7 @@ def fit_command(
     epochs: Annotated[int | None, typer.Option(help="Training epochs.")] = None,
     batch_size: Annotated[int | None, typer.Option(help="Minibatch size.")] = None,
     lr: Annotated[float | None, typer.Option(help="Learning rate.")] = None,
+    a_lr_scale: Annotated[float | None, typer.Option(help="Learning-rate multiplier for the D x D matrix A.")] = None,
     seed: Annotated[int, typer.Option(help="Seed for data, initialisation and batches.")] = 0,
     n_train: Annotated[int | None, typer.Option(help="Training trajectories.")] = None,
     n_val: Annotated[int | None, typer.Option(help="Validation trajectories.")] = None,
@@ -166,7 +167,8 @@ def fit_command(
         if epochs is not None and epochs < 1:
             raise WarpPhysError(f"--epochs must be a positive integer, got {epochs}")
         config = make_config(
-            system, preset, model=model, epochs=epochs, batch_size=batch_size, lr=lr, seed=seed,
+            system, preset, model=model, epochs=epochs, batch_size=batch_size, lr=lr,
+            a_lr_scale=a_lr_scale, seed=seed,
             n_train=n_train, n_val=n_val, n_test=n_test, width=width, depth=depth, init=init,
             final=final, forcing=forcing, forcing_schedule=forcing_schedule, optimiser=optimiser,
             grad_clip=grad_clip, grad_clip_value=grad_clip_value, normalise=normalise,

@@ -57,9 +57,16 @@ def make_optimiser(config: FitConfig) -> optax.GradientTransformationExtraArgs:
         "elementwise": optax.clip(config.grad_clip_value),
         "none": optax.identity(),
     }[config.grad_clip]
+    def only_A(params):
+        nothing = jax.tree_util.tree_map(lambda _: False, params)
+        return eqx.tree_at(lambda m: m.A, nothing, True)
+
     return optax.chain(
         clip,
         getattr(optax, config.optimiser)(learning_rate=config.lr),
+        # Adaptive optimisers move every entry of A by about lr per step, so A's spectral
+        # change grows like lr * sqrt(D): a separate scale keeps the recurrence stable.
+        optax.masked(optax.scale(config.a_lr_scale), only_A),
         optax.contrib.reduce_on_plateau(
             factor=config.plateau_factor,
             patience=config.plateau_patience,
