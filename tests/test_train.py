@@ -51,16 +51,22 @@ def test_evaluate_reproduces_saved_metrics(run, capsys):
     assert f"MSE {run.metrics['splits']['test-id']['mse']:.4g}" in out
 
 
-def test_resume_continues_from_the_checkpoint(tmp_path):
-    config = tiny_config(epochs=2)
-    first = wp.fit(config, runs_dir=tmp_path, progress=False)
+def _losses(run):
+    lines = (run.path / "metrics.jsonl").read_text().splitlines()
+    return [(r["epoch"], r["train_loss"]) for r in map(json.loads, lines)]
+
+
+def test_resume_continues_exactly_from_the_checkpoint(tmp_path):
+    straight = wp.fit(tiny_config(epochs=4), runs_dir=tmp_path / "a", progress=False)
+    first = wp.fit(tiny_config(epochs=2), runs_dir=tmp_path / "b", progress=False)
     # Pretend the run was killed after epoch 2 of 4: extend the config and resume.
     data = json.loads((first.path / "config.json").read_text())
     data["epochs"] = 4
     (first.path / "config.json").write_text(json.dumps(data))
     resumed = wp.fit(None, resume=first.path, progress=False)
-    epochs = [json.loads(line)["epoch"] for line in (resumed.path / "metrics.jsonl").read_text().splitlines()]
-    assert epochs == [1, 2, 3, 4]
+    assert [e for e, _ in _losses(resumed)] == [1, 2, 3, 4]
+    assert [loss for _, loss in _losses(resumed)] == pytest.approx(
+        [loss for _, loss in _losses(straight)], rel=1e-6)
 
 
 def test_classification_trains(tmp_path):

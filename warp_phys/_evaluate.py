@@ -62,12 +62,14 @@ def task_kind(system: System) -> str:
     return "forecast" if system.task.name == "forecast" else "copy"
 
 
-def load_splits(system: System, config: FitConfig, *, progress: bool) -> dict[str, Dataset]:
+def load_splits(system: System, config: FitConfig, splits=None, *,
+                progress: bool = False) -> dict[str, Dataset]:
+    """The datasets a run uses (default: every split the system has), from the cache."""
     sizes = {"train": config.n_train, "val": config.n_val}
     return {
         split: generate(system, split, sizes.get(split, config.n_test), seed=config.seed,
                         progress=progress)
-        for split in system.splits
+        for split in (splits or system.splits)
     }
 
 
@@ -94,11 +96,11 @@ def inference_mask(kind: str, n: int, steps: int, context: int) -> np.ndarray:
     return np.broadcast_to((np.arange(steps) < context).astype(np.float32), (n, steps)).copy()
 
 
-def metrics(model: WARP, data: Dataset, normaliser: Normaliser, kind: str, dtype) -> dict:
+def metrics(model: WARP, data: Dataset, normaliser: Normaliser, kind: str) -> dict:
     """Test metrics in the data's own units: MSE and MAE on the forecast window (steps
     after the context), whole-sequence MSE, the naive last-context-value forecast, and
     accuracy for classification."""
-    x = normaliser(data.inputs).astype(dtype)
+    x = normaliser(data.inputs).astype(np.float32)
     n, steps, _ = x.shape
     mean = predict(model, x, inference_mask(kind, n, steps, data.context))
     if kind == "classify":

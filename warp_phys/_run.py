@@ -108,17 +108,19 @@ class Run:
     def metrics(self) -> dict:
         return json.loads((self.path / "metrics.json").read_text())
 
-    def evaluate(self, data=None, *, splits=None) -> dict:
-        """Recompute test metrics of the best model on `splits` (default: every test split)."""
+    def evaluate(self, data=None, *, splits=None, model=None) -> dict:
+        """Recompute test metrics of the best model on `splits` (default: every test split);
+        only those splits are loaded."""
         system = self.system
-        data = data if data is not None else load_splits(system, self.config, progress=False)
-        model = self.load_model()
-        kind = task_kind(system)
         names = splits or [s for s in system.splits if s.startswith("test")]
-        return {s: metrics(model, data[s], self.normaliser, kind, np.float32) for s in names}
+        data = data if data is not None else load_splits(system, self.config, names)
+        model = model if model is not None else self.load_model()
+        kind = task_kind(system)
+        return {s: metrics(model, data[s], self.normaliser, kind) for s in names}
 
-    def evaluate_and_save(self, data, *, kind, normaliser, history, note=None) -> dict:
-        results = self.evaluate(data)
+    def evaluate_and_save(self, data, *, history, note=None) -> dict:
+        model = self.load_model()
+        results = self.evaluate(data, model=model)
         with open(self.path / "model.eqx", "rb") as f:
             header = json.loads(f.readline())
         summary = {"best_epoch": header["epoch"], "epochs_run": len(history),
@@ -126,9 +128,8 @@ class Run:
                    if history else None, "note": note, "splits": results}
         write_json(self.path / "metrics.json", summary)
         plot_losses(history, self.path / "plots" / "losses.png")
-        if kind == "forecast":
-            model = self.load_model()
-            plot_forecasts(model, data, normaliser, self.path / "plots" / "forecasts.png")
+        if task_kind(self.system) == "forecast":
+            plot_forecasts(model, data, self.normaliser, self.path / "plots" / "forecasts.png")
         return summary
 
 

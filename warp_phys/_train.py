@@ -113,7 +113,9 @@ def fit(config: FitConfig, *, runs_dir: str | Path = "runs", resume: str | Path 
         raise WarpPhysError("--loss nll needs an uncertainty head; add --uncertainty")
     data = load_splits(system, config, progress=progress)
     train, val = data["train"], data["val"]
-    normaliser = Normaliser.fit(config.normalise, train)
+    # A resumed run keeps the normaliser it was trained with.
+    normaliser = (Normaliser.fit(config.normalise, train) if resume is None
+                  else Run.open(run_dir).normaliser)
     dtype = np.float32
     x_train = normaliser(train.inputs).astype(dtype)
     t_train = normaliser(train.targets).astype(dtype)
@@ -153,7 +155,7 @@ def fit(config: FitConfig, *, runs_dir: str | Path = "runs", resume: str | Path 
         return eqx.apply_updates(model, updates), opt_state, loss
 
     def val_score(model):
-        m = metrics(model, val, normaliser, kind, dtype)
+        m = metrics(model, val, normaliser, kind)
         return (1 - m["accuracy"]) if kind == "classify" else m["mse"], m
 
     (run_dir / "plots").mkdir(exist_ok=True)
@@ -161,10 +163,10 @@ def fit(config: FitConfig, *, runs_dir: str | Path = "runs", resume: str | Path 
                unit="epoch", disable=not progress, initial=start_epoch - 1, total=config.epochs,
                dynamic_ncols=True)
     stopped, diverged, waited = None, False, 0
-    rng = np.random.default_rng([config.seed, start_epoch])
     for epoch in bar:
         start = time.perf_counter()
-        order = rng.permutation(len(train))
+        # Seeded per epoch, so a resumed run shuffles exactly as an uninterrupted one.
+        order = np.random.default_rng([config.seed, epoch]).permutation(len(train))
         probability = _forcing(config, epoch)
         total = jnp.zeros(())
         for i in range(steps_per_epoch):
@@ -210,7 +212,7 @@ def fit(config: FitConfig, *, runs_dir: str | Path = "runs", resume: str | Path 
     run = Run.open(run_dir)
     if not (run_dir / "model.eqx").exists():
         raise WarpPhysError(stopped or f"run {run_dir} has no model checkpoint")
-    run.evaluate_and_save(data, kind=kind, normaliser=normaliser, history=history, note=stopped)
+    run.evaluate_and_save(data, history=history, note=stopped)
     if diverged:
         raise WarpPhysError(stopped)
     return run
