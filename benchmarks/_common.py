@@ -15,7 +15,8 @@ RESULTS = Path(__file__).parent / "results"
 
 def machine() -> dict:
     return {"platform": platform.platform(), "processor": platform.machine(),
-            "cpus": os.cpu_count(), "device": str(jax.devices()[0]), "jax": jax.__version__,
+            "cpus": os.cpu_count(), "device": str(jax.devices()[0]),
+            "device_kind": jax.devices()[0].device_kind, "jax": jax.__version__,
             "warp_phys": wp.__version__}
 
 

@@ -8,7 +8,13 @@ T x batch x 3 x 2 D^2 flops (forward theta @ A^T, backward dtheta @ A and dA), a
 rate of a large float32 matmul on this machine.
 
     python benchmarks/train_step.py                      # batches 8 and 64
-    python benchmarks/train_step.py --batches 8 64 1024  # on a GPU
+    python benchmarks/train_step.py --batches 1024 --precisions default highest  # a GPU
+
+`--precisions` sets JAX's default matmul precision while the step is traced: `default`
+lets a GPU use TF32 for float32 products, `highest` asks for full float32. The result
+also records the memory bandwidth measured in the same run and, on a GPU, peak memory.
+A small batch is bound by memory, not flops: every step reads A (D^2 x 4 bytes) once
+forward and once backward, so the bandwidth floor is 2 x T x 4 D^2 / bandwidth.
 
 Prints JSON and writes benchmarks/results/train_step-<backend>.json.
 """
@@ -45,6 +51,27 @@ def matmul_rate(repeats: int = 5) -> float:
     return 2 * 2048 * D * D / float(np.median(times))
 
 
+def bandwidth(repeats: int = 5) -> float:
+    """Achieved bytes/s of a matrix-vector product with A (read once per product)."""
+    a = jr.normal(jr.PRNGKey(1), (D, D), jnp.float32)
+    x = jr.normal(jr.PRNGKey(0), (8, D), jnp.float32)
+    f = jax.jit(lambda x, a: x @ a)
+    f(x, a).block_until_ready()
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        for _ in range(10):
+            out = f(x, a)
+        out.block_until_ready()
+        times.append((time.perf_counter() - start) / 10)
+    return 4 * D * D / float(np.median(times))
+
+
+def peak_memory() -> int | None:
+    stats = jax.devices()[0].memory_stats()
+    return None if stats is None else int(stats.get("peak_bytes_in_use", 0))
+
+
 def step_time(batch: int, fast_vjp: bool, repeats: int) -> float:
     config = wp.make_config("msd", "paper", batch_size=batch)
     model = wp.make_warp(2, 2, T, width=48, depth=3, init="hypernetwork", hyper_hidden=2,
@@ -77,27 +104,41 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--batches", type=int, nargs="+", default=[8, 64])
     parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--precisions", nargs="+", default=["default"],
+                        choices=["default", "high", "highest"])
     args = parser.parse_args()
-    rate = matmul_rate()
-    rows = []
-    for batch in args.batches:
-        floor = T * batch * 3 * 2 * D * D / rate
-        for fast in (True, False):
-            seconds = step_time(batch, fast, args.repeats)
-            rows.append({"batch": batch, "fast_vjp": fast, "seconds_per_step": round(seconds, 3),
-                         "matmul_floor_seconds": round(floor, 3),
-                         "ratio_to_floor": round(seconds / floor, 2)})
-            print(json.dumps(rows[-1]), flush=True)
+    rows, rates = [], {}
+    bytes_per_second = bandwidth()
+    for precision in args.precisions:
+        with jax.default_matmul_precision(precision):
+            rate = rates[precision] = matmul_rate()
+            for batch in args.batches:
+                flops = T * batch * 3 * 2 * D * D
+                floor = max(flops / rate, 2 * T * 4 * D * D / bytes_per_second)
+                for fast in (True, False):
+                    seconds = step_time(batch, fast, args.repeats)
+                    rows.append({"batch": batch, "precision": precision, "fast_vjp": fast,
+                                 "seconds_per_step": round(seconds, 4),
+                                 "recurrence_tflops": round(flops / seconds / 1e12, 3),
+                                 "floor_seconds": round(floor, 4),
+                                 "ratio_to_floor": round(seconds / floor, 2),
+                                 "peak_memory_gib_so_far": None if peak_memory() is None
+                                 else round(peak_memory() / 2**30, 2)})
+                    print(json.dumps(rows[-1]), flush=True)
     backend = jax.default_backend()
     result = {
         "benchmark": "train_step",
-        "command": "python benchmarks/train_step.py --batches " + " ".join(map(str, args.batches)),
+        "command": ("python benchmarks/train_step.py --batches " + " ".join(map(str, args.batches))
+                    + " --precisions " + " ".join(args.precisions)),
         "machine": machine(),
         "model": {"D_theta": D, "T": T, "hypernetwork": [2, 1633, 3265, 4898], "dtype": "float32"},
-        "matmul_tflops": round(rate / 1e12, 4),
+        "matmul_tflops": {p: round(r / 1e12, 4) for p, r in rates.items()},
+        "bandwidth_gb_per_s": round(bytes_per_second / 1e9, 2),
+        "floor": "max(T x batch x 3 x 2 D^2 / matmul rate, 2 x T x 4 D^2 / bandwidth)",
         "results": rows,
     }
     write_result(f"train_step-{backend}", result)
+
 
 if __name__ == "__main__":
     main()

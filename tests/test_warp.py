@@ -64,13 +64,13 @@ def test_recurrence_equals_a_python_loop(init):
     for b in range(x.shape[0]):
         theta = model.init(x[b, 0])
         prev = x[b, 0]
-        outputs = [model.final(model.root(theta, model.features(jnp.asarray(1 / 11), prev)))]
+        outputs = [model.final(model.root(theta, jnp.asarray(1 / 11), prev, prev))]
         for k in range(1, 12):
             x_in = x[b, k] if forced[b, k] else outputs[-1]
             theta = model.A @ theta + model.B @ (x_in - prev)
             prev = x_in
             tau = jnp.asarray((k + 1) / 11)
-            outputs.append(model.final(model.root.network(theta)(model.features(tau, x_in))))
+            outputs.append(model.final(model.root.network(theta)(model.root.features(tau, x_in))))
         np.testing.assert_allclose(mean[b], jnp.stack(outputs), rtol=1e-12, atol=1e-12)
 
 

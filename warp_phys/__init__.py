@@ -12,11 +12,26 @@ from ._distributions import (
     Uniform as Uniform,
 )
 from ._errors import WarpPhysError as WarpPhysError
+from ._baselines import (
+    make_gru as make_gru,
+    make_lstm as make_lstm,
+    make_ncde as make_ncde,
+    make_node as make_node,
+    param_count as param_count,
+)
 from ._generate import GenerationWarning as GenerationWarning, generate as generate
+from ._greybox import (
+    PhysicsRoot as PhysicsRoot,
+    inferred_parameters as inferred_parameters,
+    learned_law as learned_law,
+    parameter_report as parameter_report,
+    physics_root as physics_root,
+)
 from ._recurrence import linear_unroll as linear_unroll
 from ._registry import load_system as load_system, system_files as system_files
 from ._run import Run as Run
 from ._simulate import simulate as simulate
+from ._study import study as study
 from ._splits import in_box as in_box, sample_draws as sample_draws
 from ._system import SPLITS as SPLITS, System as System
 from ._tasks import AbstractTask as AbstractTask, Forecast as Forecast, RepeatCopy as RepeatCopy
@@ -24,4 +39,7 @@ from ._train import fit as fit
 from ._warp import WARP as WARP, make_warp as make_warp
 
 
-__version__ = importlib.metadata.version("warp-phys")
+try:
+    __version__ = importlib.metadata.version("warp-phys")
+except importlib.metadata.PackageNotFoundError:  # run from a source tree, not installed
+    __version__ = "0+unknown"

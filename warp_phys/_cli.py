@@ -128,7 +128,7 @@ def generate_command(
 @app.command("fit")
 def fit_command(
     system: Annotated[str, typer.Argument(help="A system name or a path to a .py file.")] = "msd",
-    model: Annotated[str, typer.Option(help="Model to train: warp.")] = "warp",
+    model: Annotated[str, typer.Option(help="Model to train: warp, warp-phys (grey-box, compiled from the system), node, ncde, gru or lstm.")] = "warp",
     preset: Annotated[str, typer.Option(help="quick (CPU, minutes) or paper (the paper's settings, for a GPU).")] = "quick",
     epochs: Annotated[int | None, typer.Option(help="Training epochs.")] = None,
     batch_size: Annotated[int | None, typer.Option(help="Minibatch size.")] = None,
@@ -141,6 +141,11 @@ def fit_command(
     width: Annotated[int | None, typer.Option(help="Root network width.")] = None,
     depth: Annotated[int | None, typer.Option(help="Root network hidden layers.")] = None,
     init: Annotated[str | None, typer.Option(help="theta_0: hypernetwork or learned.")] = None,
+    physics_form: Annotated[str | None, typer.Option(help="warp-phys: mlp (theta = weights of an MLP of tau giving the parameters) or direct (theta = the parameters).")] = None,
+    physics_reach: Annotated[float | None, typer.Option(help="warp-phys: how many half-widths of its training range a parameter may leave the centre by.")] = None,
+    hidden: Annotated[int | None, typer.Option(help="node, ncde, gru, lstm: hidden size.")] = None,
+    node_physics: Annotated[bool | None, typer.Option("--node-physics/--no-node-physics", help="node: add the declared vector field as a known term.")] = None,
+    budget: Annotated[int | None, typer.Option(help="Size the model's width to about this many trainable parameters.")] = None,
     final: Annotated[str | None, typer.Option(help="Final activation: none, clip, dynamic-tanh.")] = None,
     forcing: Annotated[float | None, typer.Option(help="Teacher-forcing probability per step after the context.")] = None,
     forcing_schedule: Annotated[str | None, typer.Option(help="constant, or linear (from 1 down to --forcing).")] = None,
@@ -170,6 +175,8 @@ def fit_command(
             system, preset, model=model, epochs=epochs, batch_size=batch_size, lr=lr,
             a_lr_scale=a_lr_scale, seed=seed,
             n_train=n_train, n_val=n_val, n_test=n_test, width=width, depth=depth, init=init,
+            physics_form=physics_form, physics_reach=physics_reach, hidden=hidden,
+            node_physics=node_physics, budget=budget,
             final=final, forcing=forcing, forcing_schedule=forcing_schedule, optimiser=optimiser,
             grad_clip=grad_clip, grad_clip_value=grad_clip_value, normalise=normalise,
             uncertainty=uncertainty, patience=patience, fast_vjp=fast_vjp,
@@ -192,6 +199,36 @@ def evaluate_command(
     for name in split or []:
         check_split(name, run.system)
     typer.echo(format_table(run.evaluate(splits=split)))
+
+
+@app.command("study")
+def study_command(
+    system: Annotated[str, typer.Argument(help="A system name or a path to a .py file.")] = "msd",
+    models: Annotated[str, typer.Option(help="Comma-separated models.")] = "warp,warp-phys,node,ncde,gru,lstm",
+    seeds: Annotated[int, typer.Option(help="Seeds per model (0, 1, ...).")] = 3,
+    preset: Annotated[str, typer.Option(help="The preset every run starts from.")] = "quick",
+    epochs: Annotated[int | None, typer.Option(help="Training epochs for every run.")] = None,
+    n_train: Annotated[int | None, typer.Option(help="Training trajectories.")] = None,
+    n_val: Annotated[int | None, typer.Option(help="Validation trajectories.")] = None,
+    n_test: Annotated[int | None, typer.Option(help="Trajectories per test split.")] = None,
+    batch_size: Annotated[int | None, typer.Option(help="Minibatch size.")] = None,
+    budget: Annotated[int | None, typer.Option(help="Size every model to about this many trainable parameters.")] = None,
+    out: Annotated[Path, typer.Option(help="Folder for run directories and the study.")] = Path("runs"),
+):
+    """Train several models over several seeds (reusing finished runs) and compare them on
+    in- and out-of-distribution test data: writes study.md, study.csv and distance.png."""
+    from ._config import MODELS
+    from ._study import study
+
+    names = [m.strip() for m in models.split(",") if m.strip()]
+    unknown = [m for m in names if m not in MODELS]
+    if not names or unknown:
+        raise WarpPhysError(f"--models: unknown model(s) {', '.join(unknown) or '(none given)'}; "
+                            f"choose from {', '.join(MODELS)}")
+    folder = study(system, names, seeds, preset, runs_dir=out, epochs=epochs, n_train=n_train,
+                   n_val=n_val, n_test=n_test, batch_size=batch_size, budget=budget)
+    typer.echo((folder / "study.md").read_text())
+    typer.echo(f"study: {folder}")
 
 
 def main(argv: list[str] | None = None) -> None:

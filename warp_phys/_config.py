@@ -12,7 +12,7 @@ from typing import Any
 from ._errors import WarpPhysError
 
 
-MODELS = ("warp",)
+MODELS = ("warp", "warp-phys", "node", "ncde", "gru", "lstm")
 OPTIMISERS = ("adabelief", "adam", "adamw", "sgd", "lion", "rmsprop")
 
 
@@ -42,6 +42,13 @@ class FitConfig:
     theta_clip: float = 0.0
     root_previous: bool = False
     fourier: int = 0
+    physics_form: str = "mlp"
+    physics_reach: float = 3.0
+    # baselines (node, ncde, gru, lstm)
+    hidden: int = 64
+    code: int = 16
+    node_physics: bool = False
+    budget: int | None = None
     # training
     epochs: int = 1000
     batch_size: int = 1024
@@ -66,11 +73,12 @@ class FitConfig:
         def fail(option, rule, value):
             raise WarpPhysError(f"--{option.replace('_', '-')} {rule}, got {value!r}")
 
-        for name in ("epochs", "batch_size", "width", "depth", "val_every", "checkpoint_every"):
+        for name in ("epochs", "batch_size", "width", "depth", "val_every", "checkpoint_every",
+                     "hidden", "code"):
             value = getattr(self, name)
             if not isinstance(value, int) or value < 1:
                 fail(name, "must be a positive integer", value)
-        for name in ("n_train", "n_val", "n_test"):
+        for name in ("n_train", "n_val", "n_test", "budget"):
             value = getattr(self, name)
             if value is not None and (not isinstance(value, int) or value < 1):
                 fail(name, "must be a positive integer", value)
@@ -82,6 +90,12 @@ class FitConfig:
             fail("a_lr_scale", "must be positive", self.a_lr_scale)
         if not 0.0 <= self.forcing <= 1.0:
             fail("forcing", "must be a probability in [0, 1]", self.forcing)
+        if not self.physics_reach > 0:
+            fail("physics_reach", "must be positive", self.physics_reach)
+        if self.uncertainty and self.model != "warp":
+            fail("uncertainty", "is only available with --model warp", self.uncertainty)
+        if self.node_physics and self.model != "node":
+            fail("node_physics", "only applies to --model node", self.node_physics)
         if not self.seed >= 0:
             fail("seed", "must be >= 0", self.seed)
         choices = {
@@ -93,6 +107,7 @@ class FitConfig:
             "activation": ("swish", "relu", "tanh", "gelu", "softplus"),
             "grad_clip": ("global-norm", "elementwise", "none"),
             "forcing_schedule": ("constant", "linear"),
+            "physics_form": ("mlp", "direct"),
             "loss": ("auto", "mse", "nll", "ce"),
             "preset": tuple(PRESETS),
         }
@@ -139,9 +154,16 @@ PRESETS: dict[str, dict[str, dict[str, Any]]] = {
 
 
 def make_config(system: str, preset: str = "quick", **overrides) -> FitConfig:
-    """A `FitConfig` for `system` from `preset`, with `overrides` (None values ignored)."""
+    """A `FitConfig` for `system` from `preset`, with `overrides` (None values ignored).
+
+    A preset's entries apply from the general to the specific: `"*"` (every run),
+    `"*/<model>"`, `"<system>"`, `"<system>/<model>"`, then the explicit overrides."""
     if preset not in PRESETS:
         raise WarpPhysError(f"unknown preset {preset!r}; choose one of {', '.join(PRESETS)}")
-    values = {**PRESETS[preset]["*"], **PRESETS[preset].get(system, {})}
+    model = overrides.get("model") or "warp"
+    table = PRESETS[preset]
+    values = {}
+    for key in ("*", f"*/{model}", system, f"{system}/{model}"):  # general to specific
+        values.update(table.get(key, {}))
     values.update({k: v for k, v in overrides.items() if v is not None})
     return FitConfig(system=system, preset=preset, **values)

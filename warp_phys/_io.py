@@ -24,3 +24,8 @@ def atomic_write(path: Path, write: Callable[[BinaryIO], object]) -> None:
 def write_json(path: Path, data) -> None:
     """Write `data` as indented JSON, atomically."""
     atomic_write(path, lambda f: f.write((json.dumps(data, indent=2) + "\n").encode()))
+
+
+def write_text(path: Path, text: str) -> None:
+    """Write `text` (UTF-8), atomically."""
+    atomic_write(path, lambda f: f.write(text.encode()))

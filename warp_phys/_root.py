@@ -1,10 +1,15 @@
 """Root networks and their final activations.
 
-The root network is the function f_theta(tau) that WARP's hidden state parameterises:
-theta *is* its weights, flattened leaf by leaf in tree order (W0, b0, W1, b1, ...).
-Flattening and unflattening use Equinox's partition/combine and JAX's ravel utilities,
-never hand-written layer maths.
+The root network is the function f_theta(tau) that WARP's hidden state parameterises.
+Every root is an `AbstractRoot`: `root(theta, tau, x, x0)` evaluates it with weights
+`theta` at normalised time `tau`, given the step's input `x` and the sequence's first
+input `x0`. The black-box root (`MLPRoot`) is an MLP whose weights *are* theta, flattened
+leaf by leaf in tree order (W0, b0, W1, b1, ...); grey-box roots compiled from a system's
+declaration live in `_greybox.py`. Flattening and unflattening use Equinox's
+partition/combine and JAX's ravel utilities, never hand-written layer maths.
 """
+
+import abc
 
 from collections.abc import Callable
 
@@ -50,15 +55,65 @@ class FlatRoot(eqx.Module):
         return self.network(theta)(features)
 
 
-def mlp_root(in_size: int, out_size: int, *, width: int, depth: int, activation: str,
-             dtype=jnp.float32, key: PRNGKeyArray) -> tuple[FlatRoot, Float[Array, " D"]]:
+class AbstractRoot(eqx.Module):
+    """The function WARP's hidden state parameterises."""
+
+    @property
+    @abc.abstractmethod
+    def size(self) -> int:
+        """D_theta, the length of the weight vector."""
+
+    @abc.abstractmethod
+    def __call__(self, theta: Float[Array, " D"], tau: Float[Array, ""], x: Float[Array, " d"],
+                 x0: Float[Array, " d"]) -> Array:
+        """The root's output with weights `theta` at normalised time `tau`, given the step's
+        input `x` and the first input `x0` of the sequence."""
+
+
+class MLPRoot(AbstractRoot):
+    """The black-box root: an MLP of tau (optionally of sine/cosine features of tau and of
+    the step's input too) whose weights are theta."""
+
+    flat: FlatRoot
+    fourier: int = eqx.field(static=True)
+    previous: bool = eqx.field(static=True)
+
+    @property
+    def size(self) -> int:
+        return self.flat.size
+
+    def network(self, theta: Float[Array, " D"]) -> eqx.Module:
+        """The MLP whose weights are `theta`."""
+        return self.flat.network(theta)
+
+    def features(self, tau: Float[Array, ""], x: Float[Array, " d"]) -> Float[Array, " f"]:
+        """The MLP's input at normalised time `tau`, given the step's input `x`."""
+        tau = jnp.asarray(tau, x.dtype)
+        parts = [tau[None]]
+        if self.fourier:
+            freqs = jnp.arange(1, self.fourier + 1, dtype=tau.dtype)
+            parts += [jnp.sin(2 * jnp.pi * freqs * tau), jnp.cos(2 * jnp.pi * freqs * tau)]
+        if self.previous:
+            parts.append(x)
+        return jnp.concatenate(parts)
+
+    def __call__(self, theta, tau, x, x0):
+        return self.flat(theta, self.features(tau, x))
+
+
+def mlp_root(data_size: int, out_size: int, *, width: int, depth: int, activation: str,
+             fourier: int = 0, previous: bool = False, dtype=jnp.float32,
+             key: PRNGKeyArray) -> tuple[MLPRoot, Float[Array, " D"]]:
     """An MLP root with `depth` hidden layers of `width` (the paper's dynamics root is
-    1 -> 48 x 3 -> 2, D_theta = 4898), and its initial weights as a vector."""
+    1 -> 48 x 3 -> 2, D_theta = 4898), and its initial weights as a vector. Its input is
+    tau, plus `fourier` sine/cosine pairs of tau and, with `previous`, the step's input."""
     if activation not in ACTIVATIONS:
         raise ValueError(f"activation must be one of {sorted(ACTIVATIONS)}, got {activation!r}")
+    in_size = 1 + 2 * fourier + (data_size if previous else 0)
     network = eqx.nn.MLP(in_size, out_size, width, depth, activation=ACTIVATIONS[activation],
                          dtype=dtype, key=key)
-    return FlatRoot.split(network)
+    flat, theta0 = FlatRoot.split(network)
+    return MLPRoot(flat, fourier, previous), theta0
 
 
 # ----------------------------------------------------------------------- final activations

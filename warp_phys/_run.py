@@ -22,9 +22,10 @@ import numpy as np
 
 from ._config import FitConfig
 from ._errors import WarpPhysError
-from ._io import atomic_write, write_json
+from ._io import atomic_write, write_json, write_text
 from ._evaluate import Normaliser, build_model, load_splits, metrics, task_kind
-from ._plots import plot_forecasts, plot_losses
+from ._greybox import inferred_parameters, learned_law, parameter_report
+from ._plots import plot_forecasts, plot_losses, plot_parameters
 from ._registry import load_system
 
 
@@ -101,7 +102,7 @@ class Run:
 
     def load_model(self):
         """The best model (on the validation split)."""
-        skeleton = build_model(self.config, self.system, key=jr.PRNGKey(0))
+        skeleton = build_model(self.config, self.system, self.normaliser, key=jr.PRNGKey(0))
         return _load(self.path / "model.eqx", skeleton)[0]
 
     @property
@@ -129,8 +130,44 @@ class Run:
         write_json(self.path / "metrics.json", summary)
         plot_losses(history, self.path / "plots" / "losses.png")
         if task_kind(self.system) == "forecast":
-            plot_forecasts(model, data, self.normaliser, self.path / "plots" / "forecasts.png")
+            plot_forecasts(model, data, self.normaliser, self.path / "plots" / "forecasts.png",
+                           label=self.config.model)
+            if self.config.model == "warp-phys":
+                summary["parameters"] = self.export_parameters(model, data)
+                write_json(self.path / "metrics.json", summary)
         return summary
+
+    def export_parameters(self, model, data) -> dict:
+        """What a WARP-Phys model inferred for each test trajectory, against the truth:
+        `parameters-<split>.csv`, `parameters.md` (MAE, median relative error, R^2),
+        `plots/parameters.png` and `law.md` (the learned law as SymPy expressions)."""
+        system = self.system
+        report = parameter_report(model, system, data, self.normaliser)
+        names = report["names"]
+        for split, (true, inferred) in report["values"].items():
+            header = ",".join([f"true_{n}" for n in names] + [f"inferred_{n}" for n in names])
+            rows = [",".join(f"{v:.8g}" for v in row) for row in np.concatenate([true, inferred], 1)]
+            write_text(self.path / f"parameters-{split}.csv", "\n".join([header, *rows]) + "\n")
+        lines = ["| split | parameter | MAE | median relative error | R^2 |", "|---|---|---|---|---|"]
+        for split, per in report["summary"].items():
+            for name, m in per.items():
+                r2 = "n/a" if m["r2"] is None else f"{m['r2']:.4f}"
+                lines.append(f"| {split} | {name} | {m['mae']:.4g} | {m['median_relative_error']:.3%} | {r2} |")
+        law = ["# Learned law", "",
+               "The declared law with the parameters the model inferred from each sequence's "
+               "context (first three `test-id` sequences), beside the true parameters.", ""]
+        split = "test-id"
+        x = self.normaliser(data[split].inputs[:3]).astype(np.float32)
+        full = inferred_parameters(model, x, data[split].context)
+        for i, p in enumerate(full):
+            law.append(f"## test-id sequence {i}")
+            law.append("true: " + ", ".join(f"{s.name} = {v:.4g}" for s, v in
+                                             zip(system.free_parameters, data[split].params[i])))
+            law += ["", "```"] + [str(eq) for eq in learned_law(system, p)] + ["```", ""]
+        write_text(self.path / "parameters.md", "\n".join(lines) + "\n")
+        write_text(self.path / "law.md", "\n".join(law))
+        plot_parameters(report, self.path / "plots" / "parameters.png")
+        return report["summary"]
 
 
 def format_table(metrics: dict) -> str:

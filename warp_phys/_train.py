@@ -59,7 +59,7 @@ def make_optimiser(config: FitConfig) -> optax.GradientTransformationExtraArgs:
     }[config.grad_clip]
     def only_A(params):
         nothing = jax.tree_util.tree_map(lambda _: False, params)
-        return eqx.tree_at(lambda m: m.A, nothing, True)
+        return eqx.tree_at(lambda m: m.A, nothing, True) if isinstance(params, WARP) else nothing
 
     return optax.chain(
         clip,
@@ -123,7 +123,7 @@ def fit(config: FitConfig, *, runs_dir: str | Path = "runs", resume: str | Path 
 
     key = jr.PRNGKey(config.seed)
     model_key, train_key = jr.split(key)
-    model = build_model(config, system, key=model_key)
+    model = build_model(config, system, normaliser, key=model_key)
     optimiser = make_optimiser(config)
     opt_state = optimiser.init(eqx.filter(model, eqx.is_inexact_array))
 

@@ -19,20 +19,25 @@ from jaxtyping import Array, Float, PRNGKeyArray
 
 from ._recurrence import linear_unroll
 from ._root import (
-    ACTIVATIONS, FINALS, AbstractFinal, DynamicTanh, FlatRoot, NoFinal, SymmetricClip, mlp_root,
+    ACTIVATIONS, FINALS, AbstractFinal, AbstractRoot, DynamicTanh, NoFinal, SymmetricClip, mlp_root,
 )
+
+
+MIN_HYPER_WIDTH = 32
 
 
 class Hypernetwork(eqx.Module):
     """theta_0 = phi(x_0): an MLP whose hidden widths grow linearly from d to D (the paper's
-    MSD hypernetwork is 2 -> 1633 -> 3265 -> 4898)."""
+    MSD hypernetwork is 2 -> 1633 -> 3265 -> 4898), and are never narrower than
+    `MIN_HYPER_WIDTH` (a grey-box theta of a few numbers still gets a real network)."""
 
     layers: tuple[eqx.nn.Linear, ...]
     activation: str = eqx.field(static=True)
 
     def __init__(self, in_size: int, out_size: int, *, hidden: int, activation: str,
                  dtype=jnp.float32, key: PRNGKeyArray):
-        widths = [in_size] + [round(out_size * (i + 1) / (hidden + 1)) for i in range(hidden)]
+        widths = [in_size] + [max(round(out_size * (i + 1) / (hidden + 1)), MIN_HYPER_WIDTH)
+                              for i in range(hidden)]
         widths.append(out_size)
         keys = jr.split(key, len(widths) - 1)
         self.layers = tuple(
@@ -68,35 +73,23 @@ class WARP(eqx.Module):
     B: Float[Array, "D d"]
     init: Hypernetwork | LearnedInit
     final: AbstractFinal
-    root: FlatRoot
+    root: AbstractRoot
     data_size: int = eqx.field(static=True)
     out_size: int = eqx.field(static=True)
     steps: int = eqx.field(static=True)
     uncertainty: bool = eqx.field(static=True)
     sigma_min: float = eqx.field(static=True)
     theta_clip: float = eqx.field(static=True)
-    root_previous: bool = eqx.field(static=True)
-    fourier: int = eqx.field(static=True)
 
     @property
     def size(self) -> int:
         """D_theta, the length of the hidden state."""
         return self.root.size
 
-    def features(self, tau: Float[Array, ""], x: Float[Array, " d"]) -> Float[Array, " f"]:
-        """The root's input at normalised time `tau`, given the current input `x`."""
-        tau = jnp.asarray(tau, x.dtype)
-        parts = [tau[None]]
-        if self.fourier:
-            freqs = jnp.arange(1, self.fourier + 1, dtype=tau.dtype)
-            parts += [jnp.sin(2 * jnp.pi * freqs * tau), jnp.cos(2 * jnp.pi * freqs * tau)]
-        if self.root_previous:
-            parts.append(x)
-        return jnp.concatenate(parts)
-
-    def readout(self, theta, tau, x):
-        """Mean (and sigma, or None) of the forecast made by the root with weights `theta`."""
-        out = self.root(theta, self.features(tau, x))
+    def readout(self, theta, tau, x, x0):
+        """Mean (and sigma, or None) of the forecast made by the root with weights `theta`
+        at normalised time `tau`, given the step's input `x` and the first input `x0`."""
+        out = self.root(theta, jnp.asarray(tau, x.dtype), x, x0)
         if not self.uncertainty:
             return self.final(out), None
         mean, s = out[: self.out_size], out[self.out_size :]
@@ -139,7 +132,8 @@ def _run(static, A, params, args, taps):
     model = eqx.combine(params, static)
     x, forced = args
     theta0 = jax.vmap(model.init)(x[:, 0])
-    readout = jax.vmap(model.readout, in_axes=(0, None, 0))
+    readout = jax.vmap(model.readout, in_axes=(0, None, 0, 0))
+    x0 = x[:, 0]
 
     def clip(theta):
         return jnp.clip(theta, -model.theta_clip, model.theta_clip) if model.theta_clip else theta
@@ -148,14 +142,14 @@ def _run(static, A, params, args, taps):
         return theta if taps is None else theta + taps[k]
 
     theta0 = clip(tap(theta0, 0))
-    mean0, sigma0 = readout(theta0, model.tau(1), x[:, 0])
+    mean0, sigma0 = readout(theta0, model.tau(1), x0, x0)
 
     def step(carry, k):
         theta, x_prev, forecast = carry
         x_in = jnp.where(forced[:, k, None] > 0, x[:, k], forecast)
         theta = theta @ A.T + (x_in - x_prev) @ model.B.T
         theta = clip(tap(theta, k))
-        mean, sigma = readout(theta, model.tau(k + 1), x_in)
+        mean, sigma = readout(theta, model.tau(k + 1), x_in, x0)
         return (theta, x_in, mean), (theta, mean, sigma)
 
     steps = jnp.arange(1, x.shape[1])
@@ -184,6 +178,7 @@ def make_warp(
     theta_clip: float = 0.0,
     root_previous: bool = False,
     fourier: int = 0,
+    root: tuple[AbstractRoot, Float[Array, " D"]] | None = None,
     dtype=jnp.float32,
     key: PRNGKeyArray,
 ) -> WARP:
@@ -204,6 +199,9 @@ def make_warp(
     - `theta_clip`: clip theta to [-w, w] after each update (0: off).
     - `root_previous`, `fourier`: extend the root's input with the current input value
       and with `fourier` sine/cosine pairs of tau.
+    - `root`: a root and its initial weights, in place of the MLP root (a grey-box root
+      from `warp_phys.physics_root`, for WARP-Phys); `width`, `depth`, `activation`,
+      `root_previous` and `fourier` then do not apply.
     - `dtype`: the parameters' dtype.
     - `key`: a JAX PRNG key.
     """
@@ -212,9 +210,14 @@ def make_warp(
     if init not in ("hypernetwork", "learned"):
         raise ValueError(f"init must be 'hypernetwork' or 'learned', got {init!r}")
     root_key, hyper_key = jr.split(key)
-    in_size = 1 + 2 * fourier + (data_size if root_previous else 0)
-    root, theta0 = mlp_root(in_size, out_size * (2 if uncertainty else 1), width=width,
-                            depth=depth, activation=activation, dtype=dtype, key=root_key)
+    if root is None:
+        root, theta0 = mlp_root(data_size, out_size * (2 if uncertainty else 1), width=width,
+                                depth=depth, activation=activation, fourier=fourier,
+                                previous=root_previous, dtype=dtype, key=root_key)
+    elif uncertainty:
+        raise ValueError("an uncertainty head needs the MLP root; a given root has none")
+    else:
+        root, theta0 = root
     size = root.size
     if init == "learned":
         initial = LearnedInit(theta0)
@@ -239,7 +242,5 @@ def make_warp(
         uncertainty=uncertainty,
         sigma_min=sigma_min,
         theta_clip=theta_clip,
-        root_previous=root_previous,
-        fourier=fourier,
     )
     return model

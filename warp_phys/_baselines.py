@@ -1,0 +1,533 @@
+"""Baselines that WARP is compared with: a GRU, an LSTM, a Neural ODE and a Neural CDE.
+
+Every baseline reads its inputs exactly as WARP does and returns what WARP returns, so
+the training loop, the metrics and the analysis take any of them unchanged:
+
+    x_in_k = x_k                 where step k is forced (always at k = 0)
+    x_in_k = mean_{k-1}          elsewhere (the model's own previous forecast)
+    mean_k = forecast of x_{k+1} from x_in_0 .. x_in_k
+
+`unroll(x, forced)` returns `(mean, None)` with `mean` of shape (batch, T, out), and
+`states(x, forced)` the hidden states, shape (T, batch, H). Each model runs one
+`jax.lax.scan` over time of a cell that is vmapped over the batch. The Neural ODE and the
+Neural CDE integrate each sampling interval with `SUBSTEPS` = 2 equal Tsit5 steps.
+"""
+
+import abc
+from collections.abc import Callable, Sequence
+
+import diffrax
+import equinox as eqx
+import jax
+import jax.numpy as jnp
+import jax.random as jr
+import numpy as np
+from jaxtyping import Array, Float, PRNGKeyArray
+
+
+# Solver steps per sampling interval for the differential-equation baselines.
+SUBSTEPS = 2
+
+
+def param_count(model: eqx.Module) -> int:
+    """The number of trainable scalars in `model`: the total size of its floating-point
+    array leaves (what the optimiser sees)."""
+    leaves = jax.tree_util.tree_leaves(eqx.filter(model, eqx.is_inexact_array))
+    return sum(leaf.size for leaf in leaves)
+
+
+def _select(forced_k: Float[Array, " b"], truth: Float[Array, "b d"],
+            forecast: Float[Array, "b out"]) -> Float[Array, "b d"]:
+    """x_in_k: the truth where step k is forced, the model's own forecast elsewhere. A
+    model whose output is not a forecast of x (a classifier with out != d) always reads
+    the truth."""
+    if forecast.shape != truth.shape:
+        return truth
+    return jnp.where(forced_k[:, None] > 0, truth, forecast)
+
+
+def _solve(term: diffrax.AbstractTerm, dt: float, y0: Float[Array, " n"], args=None):
+    """y(dt) from y(0) = y0 by `SUBSTEPS` equal Tsit5 steps.
+
+    The step count is fixed and tiny, so the steps are taken directly with the solver's
+    own `step` (no adaptive loop, nothing to checkpoint): inside the training scan this
+    traces and runs several times faster than `diffrax.diffeqsolve` with `DirectAdjoint`.
+    Every solve runs on the local time [0, dt]; the CDE only sees dX, and the ODE adds
+    the step's start time itself where its vector field needs absolute time.
+    """
+    solver = diffrax.Tsit5()
+    h = jnp.asarray(dt / SUBSTEPS, y0.dtype)
+    state = solver.init(term, 0 * h, h, y0, args)
+    y = y0
+    for i in range(SUBSTEPS):
+        y, _, _, state, _ = solver.step(term, i * h, (i + 1) * h, y, args, state, made_jump=False)
+    return y
+
+
+class AbstractBaseline(eqx.Module):
+    """A sequence model with WARP's interface: `unroll`, `states` and `size`.
+
+    Subclasses implement `_run(x, forced) -> (mean, states)`; both arrive as JAX arrays,
+    `x` cast to the common dtype of the data and the parameters, so that every scan carry
+    keeps one dtype.
+    """
+
+    data_size: eqx.AbstractVar[int]
+    out_size: eqx.AbstractVar[int]
+    steps: eqx.AbstractVar[int]
+
+    @abc.abstractmethod
+    def _run(self, x: Float[Array, "b T d"], forced: Float[Array, "b T"]
+             ) -> tuple[Float[Array, "b T out"], Float[Array, "T b H"]]:
+        """The forecasts and the hidden states over a batch."""
+
+    @property
+    def size(self) -> int:
+        """The number of trainable scalars (see `param_count`)."""
+        return param_count(self)
+
+    def _cast(self, x):
+        leaves = jax.tree_util.tree_leaves(eqx.filter(self, eqx.is_inexact_array))
+        return jnp.asarray(x, jnp.result_type(x, *leaves))
+
+    def unroll(self, x: Float[Array, "b T d"], forced: Float[Array, "b T"], *,
+               fast_vjp: bool = True):
+        """Run the model over a batch.
+
+        **Arguments:**
+
+        - `x`: the true inputs, shape (batch, T, d).
+        - `forced`: 1 where step k reads the true `x[:, k]`, 0 where it reads the model's
+          own forecast of it (step 0 always reads the truth).
+        - `fast_vjp`: accepted for WARP's interface and ignored (no linear recurrence
+          here).
+
+        **Returns:** `(mean, None)`, `mean` of shape (batch, T, out); `mean[:, k]`
+        forecasts `x[:, k + 1]` (or holds class logits, read at the last step).
+        """
+        del fast_vjp
+        return self._run(self._cast(x), jnp.asarray(forced))[0], None
+
+    def states(self, x: Float[Array, "b T d"], forced: Float[Array, "b T"]) -> Float[Array, "T b H"]:
+        """The hidden states after each step, shape (T, batch, H)."""
+        return self._run(self._cast(x), jnp.asarray(forced))[1]
+
+
+def _check_steps(steps: int) -> None:
+    if steps < 2:
+        raise ValueError(f"steps must be at least 2 (tau_k = k / (steps - 1)), got {steps}")
+
+
+# ------------------------------------------------------------------------------ GRU, LSTM
+
+
+class RNN(AbstractBaseline):
+    """A gated recurrent network. Build it with `warp_phys.make_gru` or
+    `warp_phys.make_lstm`.
+
+        h_k    = cell([x_in_k, tau_k], h_{k-1})          (h_{-1} = 0)
+        mean_k = W h_k + b
+
+    with tau_k = k / (T - 1) the normalised time WARP's root network reads. For the LSTM
+    the cell's state is the pair (h_k, c_k) and only h_k is read out.
+
+    ??? cite "References"
+        Cho et al., *Learning phrase representations using RNN encoder-decoder for
+        statistical machine translation*, EMNLP 2014 (arXiv:1406.1078).
+
+        Hochreiter and Schmidhuber, *Long short-term memory*, Neural Computation 9(8),
+        1997.
+    """
+
+    cell: eqx.nn.GRUCell | eqx.nn.LSTMCell
+    readout: eqx.nn.Linear
+    data_size: int = eqx.field(static=True)
+    out_size: int = eqx.field(static=True)
+    steps: int = eqx.field(static=True)
+
+    def __check_init__(self):
+        _check_steps(self.steps)
+
+    def _step(self, state, x_in, k):
+        tau = jnp.asarray(k / (self.steps - 1), x_in.dtype)
+        state = self.cell(jnp.concatenate([x_in, tau[None]]), state)
+        h = state[0] if isinstance(self.cell, eqx.nn.LSTMCell) else state
+        return state, h, self.readout(h)
+
+    def _run(self, x, forced):
+        batch, steps, _ = x.shape
+        zeros = jnp.zeros((batch, self.cell.hidden_size), x.dtype)
+        state = (zeros, zeros) if isinstance(self.cell, eqx.nn.LSTMCell) else zeros
+        cell = jax.vmap(self._step, in_axes=(0, 0, None))
+        forced = forced.at[:, 0].set(1)
+
+        def step(carry, k):
+            state, forecast = carry
+            state, h, mean = cell(state, _select(forced[:, k], x[:, k], forecast), k)
+            return (state, mean), (h, mean)
+
+        forecast = jnp.zeros((batch, self.out_size), x.dtype)  # never read: step 0 is forced
+        _, (hs, means) = jax.lax.scan(step, (state, forecast), jnp.arange(steps))
+        return means.swapaxes(0, 1), hs
+
+
+def _make_rnn(cell_type, data_size, out_size, steps, hidden, dtype, key) -> RNN:
+    cell_key, readout_key = jr.split(key)
+    return RNN(
+        cell=cell_type(data_size + 1, hidden, dtype=dtype, key=cell_key),
+        readout=eqx.nn.Linear(hidden, out_size, dtype=dtype, key=readout_key),
+        data_size=data_size,
+        out_size=out_size,
+        steps=steps,
+    )
+
+
+def make_gru(data_size: int, out_size: int, steps: int, *, hidden: int, dtype=jnp.float32,
+             key: PRNGKeyArray) -> RNN:
+    """Build a GRU baseline (see `RNN`).
+
+    **Arguments:**
+
+    - `data_size`: d, the input dimension.
+    - `out_size`: the output dimension (d for forecasting, the class count for
+      classification).
+    - `steps`: the training sequence length T (sets tau_k = k / (T - 1)).
+    - `hidden`: the size of the hidden state h.
+    - `dtype`: the parameters' dtype.
+    - `key`: a JAX PRNG key.
+    """
+    return _make_rnn(eqx.nn.GRUCell, data_size, out_size, steps, hidden, dtype, key)
+
+
+def make_lstm(data_size: int, out_size: int, steps: int, *, hidden: int, dtype=jnp.float32,
+              key: PRNGKeyArray) -> RNN:
+    """Build an LSTM baseline (see `RNN`); the arguments are those of `make_gru`, with
+    `hidden` the size of each of h and the cell state c."""
+    return _make_rnn(eqx.nn.LSTMCell, data_size, out_size, steps, hidden, dtype, key)
+
+
+# ------------------------------------------------------------------------------ Neural ODE
+
+
+class NeuralODE(AbstractBaseline):
+    """A Neural ODE forecaster, optionally with known physics. Build it with
+    `warp_phys.make_node`.
+
+        c_k     = GRU(x_in_k, c_{k-1})                              (c_{-1} = 0)
+        dy/dt   = f_phi(y, c_k) + F(t, y * s + m, p) / s,   y(t_k) = x_in_k
+        mean_k  = y(t_k + dt)
+
+    The code c_k summarises the inputs up to step k (so the forecast stays causal) and
+    lets the vector field adapt to the trajectory at hand. F is the declared vector
+    field in physical units, m and s the normaliser's shift and scale, and p a trainable
+    parameter vector (kept as log p when it starts positive). The known-physics term is
+    absent without a vector field. t_k = t_0 + k dt with dt the sampling interval. For
+    classification `mean_k = W [y(t_k + dt), c_k] + b` holds the logits instead, while
+    unforced steps still read the forecast y.
+
+    ??? cite "References"
+        Chen, Rubanova, Bettencourt and Duvenaud, *Neural ordinary differential
+        equations*, NeurIPS 2018 (arXiv:1806.07366).
+
+        Yin et al., *Augmenting physical models with deep networks for complex dynamics
+        forecasting*, ICLR 2021 (arXiv:2010.04456).
+    """
+
+    encoder: eqx.nn.GRUCell
+    field: eqx.nn.MLP
+    classifier: eqx.nn.Linear | None
+    physics: Float[Array, " P"] | None
+    vector_field: Callable | None = eqx.field(static=True)
+    positive: bool = eqx.field(static=True)
+    shift: tuple[float, ...] = eqx.field(static=True)
+    scale: tuple[float, ...] = eqx.field(static=True)
+    dt: float = eqx.field(static=True)
+    t0: float = eqx.field(static=True)
+    data_size: int = eqx.field(static=True)
+    out_size: int = eqx.field(static=True)
+    steps: int = eqx.field(static=True)
+
+    def __check_init__(self):
+        _check_steps(self.steps)
+        if not self.dt > 0:
+            raise ValueError(f"dt must be positive, got {self.dt}")
+        for name in ("shift", "scale"):
+            value = getattr(self, name)
+            if len(value) != self.data_size:
+                raise ValueError(f"{name} must have one entry per feature ({self.data_size}), "
+                                 f"got {len(value)}")
+        if any(s == 0 for s in self.scale):
+            raise ValueError(f"scale must have no zero entry, got {self.scale}")
+        if (self.vector_field is None) != (self.physics is None):
+            raise ValueError("vector_field and its parameters must be given together")
+
+    @property
+    def parameters(self) -> Float[Array, " P"] | None:
+        """The physical parameters p of the known-physics term (None without one)."""
+        if self.physics is None:
+            return None
+        return jnp.exp(self.physics) if self.positive else self.physics
+
+    def rhs(self, s, y: Float[Array, " d"], args) -> Float[Array, " d"]:
+        """dy/dt at time t_k + s, in normalised units; `args = (c_k, t_k)`."""
+        code, t = args
+        dy = self.field(jnp.concatenate([y, code]))
+        if self.vector_field is not None:
+            shift = jnp.asarray(self.shift, y.dtype)
+            scale = jnp.asarray(self.scale, y.dtype)
+            dy = dy + self.vector_field(t + s, y * scale + shift, self.parameters) / scale
+        return dy
+
+    def forecast(self, y: Float[Array, " d"], code: Float[Array, " c"],
+                 t: Float[Array, ""]) -> Float[Array, " d"]:
+        """y(t + dt), the solution started from y at time t with code c."""
+        return _solve(diffrax.ODETerm(self.rhs), self.dt, y, args=(code, t))
+
+    def _step(self, code, x_in, k):
+        code = self.encoder(x_in, code)
+        t = jnp.asarray(self.t0 + k * self.dt, x_in.dtype)
+        y = self.forecast(x_in, code, t)
+        mean = y if self.classifier is None else self.classifier(jnp.concatenate([y, code]))
+        return code, y, mean
+
+    def _run(self, x, forced):
+        batch, steps, _ = x.shape
+        cell = jax.vmap(self._step, in_axes=(0, 0, None))
+        forced = forced.at[:, 0].set(1)
+
+        def step(carry, k):
+            code, y = carry
+            code, y, mean = cell(code, _select(forced[:, k], x[:, k], y), k)
+            return (code, y), (code, mean)
+
+        code = jnp.zeros((batch, self.encoder.hidden_size), x.dtype)
+        _, (codes, means) = jax.lax.scan(step, (code, x[:, 0]), jnp.arange(steps))
+        return means.swapaxes(0, 1), codes
+
+
+def _per_feature(name: str, value, size: int) -> tuple[float, ...]:
+    values = np.asarray(value, dtype=float)
+    if values.ndim == 0:
+        values = np.full(size, values)
+    if values.shape != (size,):
+        raise ValueError(f"{name} must be a number or one number per feature ({size}), "
+                         f"got {value!r}")
+    return tuple(float(v) for v in values)
+
+
+def make_node(
+    data_size: int,
+    out_size: int,
+    steps: int,
+    *,
+    dt: float,
+    hidden: int,
+    depth: int,
+    code: int,
+    vector_field: Callable | None = None,
+    p0: Sequence[float] | None = None,
+    shift: float | Sequence[float] = 0.0,
+    scale: float | Sequence[float] = 1.0,
+    t0: float = 0.0,
+    classify: bool = False,
+    dtype=jnp.float32,
+    key: PRNGKeyArray,
+) -> NeuralODE:
+    """Build a Neural ODE baseline (see `NeuralODE`).
+
+    **Arguments:**
+
+    - `data_size`: d, the input dimension.
+    - `out_size`: the output dimension: d, or the class count with `classify`.
+    - `steps`: the training sequence length T.
+    - `dt`: the sampling interval in physical time (each forecast integrates over dt).
+    - `hidden`, `depth`: width and depth of the MLP f_phi.
+    - `code`: the size of the GRU code c_k.
+    - `vector_field`: the known physics, `(t, y, p) -> dy/dt` in physical units, e.g.
+      `warp_phys.compile_system(system).vector_field`; omit for a pure Neural ODE.
+    - `p0`: the initial physical parameters p (required with `vector_field`).
+    - `shift`, `scale`: the normaliser, y_phys = y * scale + shift, one number per
+      feature or one for all.
+    - `t0`: the physical time of step 0 (for a time-dependent vector field).
+    - `classify`: add a linear classifier of (y, c_k) and return logits.
+    - `dtype`: the parameters' dtype.
+    - `key`: a JAX PRNG key.
+
+    With physics, the last layer of f_phi starts at zero, so the untrained model is
+    exactly the declared physics at `p0`.
+
+    **Example:**
+
+    ```python
+    compiled = warp_phys.compile_system(warp_phys.load_system("msd"))
+    model = warp_phys.make_node(2, 2, 256, dt=1 / 255, hidden=32, depth=2, code=16,
+                                vector_field=compiled.vector_field, p0=[0.03, 10.0, 0.1],
+                                key=jax.random.PRNGKey(0))
+    ```
+    """
+    if not classify and out_size != data_size:
+        raise ValueError(f"out_size must equal data_size ({data_size}) for a forecasting "
+                         f"Neural ODE, got {out_size}; pass classify=True for class logits")
+    if (vector_field is None) != (p0 is None):
+        raise ValueError("vector_field and p0 must be given together, got "
+                         f"vector_field={vector_field!r} and p0={p0!r}")
+    encoder_key, field_key, classifier_key = jr.split(key, 3)
+    field = eqx.nn.MLP(data_size + code, data_size, hidden, depth, activation=jax.nn.softplus,
+                       dtype=dtype, key=field_key)
+    if vector_field is None:
+        physics, positive = None, False
+    else:
+        p0 = np.asarray(p0, dtype=float)
+        positive = bool(np.all(p0 > 0))
+        physics = jnp.asarray(np.log(p0) if positive else p0, dtype=dtype)
+        last = field.layers[-1]
+        field = eqx.tree_at(lambda f: (f.layers[-1].weight, f.layers[-1].bias), field,
+                            (jnp.zeros_like(last.weight), jnp.zeros_like(last.bias)))
+    classifier = (eqx.nn.Linear(data_size + code, out_size, dtype=dtype, key=classifier_key)
+                  if classify else None)
+    return NeuralODE(
+        encoder=eqx.nn.GRUCell(data_size, code, dtype=dtype, key=encoder_key),
+        field=field,
+        classifier=classifier,
+        physics=physics,
+        vector_field=vector_field,
+        positive=positive,
+        shift=_per_feature("shift", shift, data_size),
+        scale=_per_feature("scale", scale, data_size),
+        dt=float(dt),
+        t0=float(t0),
+        data_size=data_size,
+        out_size=out_size,
+        steps=steps,
+    )
+
+
+# ------------------------------------------------------------------------------ Neural CDE
+
+
+def _hermite(t0, t1, y0, y1, slope0, slope1) -> diffrax.CubicInterpolation:
+    """The cubic on [t0, t1] with values y0, y1 and slopes slope0, slope1 at its ends.
+
+    Diffrax writes a piece as a + b s + c s^2 + d s^3 with s = t - t0; matching the four
+    end conditions, with h = t1 - t0 and secant q = (y1 - y0) / h, gives
+    a = y0, b = slope0, c = (3 q - 2 slope0 - slope1) / h, d = (slope0 + slope1 - 2 q) / h^2.
+    """
+    h = t1 - t0
+    secant = (y1 - y0) / h
+    a, b = y0, slope0
+    c = (3 * secant - 2 * slope0 - slope1) / h
+    d = (slope0 + slope1 - 2 * secant) / h**2
+    return diffrax.CubicInterpolation(jnp.stack([t0, t1]), (d[None], c[None], b[None], a[None]))
+
+
+class NeuralCDE(AbstractBaseline):
+    """A Neural CDE over a causally interpolated control path. Build it with
+    `warp_phys.make_ncde`.
+
+        X(t)   = (t, x(t))                                 (time and data channels)
+        z_0    = W_0 X(t_0) + b_0
+        dz     = f_phi(z) dX(t)                            (f_phi: hidden -> hidden x (1 + d))
+        mean_k = W z(t_k) + b
+
+    with t_k = k dt. On [t_{k-1}, t_k] the path is the cubic Hermite segment through
+    x_in_{k-1} and x_in_k with the backward-difference slopes (x_in_{k-1} - x_in_{k-2}) / dt
+    at its left end and (x_in_k - x_in_{k-1}) / dt at its right end (the first segment is
+    a straight line). Building it needs nothing after x_in_k, so z(t_k), and the forecast
+    mean_k, see only the inputs up to step k; the path is continuously differentiable.
+
+    ??? cite "References"
+        Kidger, Morrill, Foster and Lyons, *Neural controlled differential equations for
+        irregular time series*, NeurIPS 2020 (arXiv:2005.08926).
+
+        Morrill, Kidger, Yang and Lyons, *Neural controlled differential equations for
+        online prediction tasks*, arXiv:2106.11028, 2021.
+    """
+
+    initial: eqx.nn.Linear
+    field: eqx.nn.MLP
+    readout: eqx.nn.Linear
+    dt: float = eqx.field(static=True)
+    data_size: int = eqx.field(static=True)
+    out_size: int = eqx.field(static=True)
+    steps: int = eqx.field(static=True)
+
+    def __check_init__(self):
+        _check_steps(self.steps)
+        if not self.dt > 0:
+            raise ValueError(f"dt must be positive, got {self.dt}")
+
+    def control(self, t_prev: Float[Array, ""], x_prev: Float[Array, " d"], x: Float[Array, " d"],
+                slope_prev: Float[Array, " d"]) -> diffrax.CubicInterpolation:
+        """The path X = (t, x) on [t_prev, t_prev + dt]: the cubic from x_prev to x with
+        slope `slope_prev` at the left end and (x - x_prev) / dt at the right end.
+
+        The interpolation is over the local time s = t - t_prev in [0, dt], so
+        `X(t_prev + s) = control(...).evaluate(s)`; the CDE sees only dX, which a shift of
+        time leaves unchanged.
+        """
+        one = jnp.ones((1,), x.dtype)
+        zero = jnp.zeros((), x.dtype)
+        return _hermite(zero, zero + self.dt, jnp.concatenate([t_prev[None], x_prev]),
+                        jnp.concatenate([t_prev[None] + self.dt, x]),
+                        jnp.concatenate([one, slope_prev]),
+                        jnp.concatenate([one, (x - x_prev) / self.dt]))
+
+    def vector_field(self, t, z: Float[Array, " h"], args) -> Float[Array, "h c"]:
+        """f_phi(z), the matrix that multiplies dX."""
+        return self.field(z).reshape(z.shape[0], 1 + self.data_size)
+
+    def _step(self, z, t_prev, x_prev, x, slope_prev):
+        path = self.control(t_prev, x_prev, x, slope_prev)
+        term = diffrax.ControlTerm(self.vector_field, path).to_ode()
+        z = _solve(term, self.dt, z)
+        return z, self.readout(z)
+
+    def _run(self, x, forced):
+        cell = jax.vmap(self._step, in_axes=(0, None, 0, 0, 0))
+        t = jnp.zeros((x.shape[0], 1), x.dtype)
+        z = jax.vmap(self.initial)(jnp.concatenate([t, x[:, 0]], axis=1))
+        mean = jax.vmap(self.readout)(z)
+
+        def step(carry, k):
+            z, x_prev, slope, mean = carry
+            x_in = _select(forced[:, k], x[:, k], mean)
+            secant = (x_in - x_prev) / self.dt
+            slope = jnp.where(k == 1, secant, slope)
+            z, mean = cell(z, jnp.asarray((k - 1) * self.dt, x.dtype), x_prev, x_in, slope)
+            return (z, x_in, secant, mean), (z, mean)
+
+        carry = (z, x[:, 0], jnp.zeros_like(x[:, 0]), mean)
+        _, (zs, means) = jax.lax.scan(step, carry, jnp.arange(1, x.shape[1]))
+        zs = jnp.concatenate([z[None], zs])
+        means = jnp.concatenate([mean[None], means]).swapaxes(0, 1)
+        return means, zs
+
+
+def make_ncde(data_size: int, out_size: int, steps: int, *, dt: float, hidden: int, depth: int,
+              dtype=jnp.float32, key: PRNGKeyArray) -> NeuralCDE:
+    """Build a Neural CDE baseline (see `NeuralCDE`).
+
+    **Arguments:**
+
+    - `data_size`: d, the input dimension.
+    - `out_size`: the output dimension (d for forecasting, the class count for
+      classification).
+    - `steps`: the training sequence length T.
+    - `dt`: the sampling interval (the time channel's step).
+    - `hidden`: the size of the state z and the width of f_phi.
+    - `depth`: the number of hidden layers of f_phi.
+    - `dtype`: the parameters' dtype.
+    - `key`: a JAX PRNG key.
+    """
+    initial_key, field_key, readout_key = jr.split(key, 3)
+    channels = 1 + data_size
+    return NeuralCDE(
+        initial=eqx.nn.Linear(channels, hidden, dtype=dtype, key=initial_key),
+        field=eqx.nn.MLP(hidden, hidden * channels, hidden, depth, activation=jax.nn.softplus,
+                         final_activation=jnp.tanh, dtype=dtype, key=field_key),
+        readout=eqx.nn.Linear(hidden, out_size, dtype=dtype, key=readout_key),
+        dt=float(dt),
+        data_size=data_size,
+        out_size=out_size,
+        steps=steps,
+    )

@@ -1,0 +1,314 @@
+"""Grey-box roots compiled from a system's declaration (WARP-Phys).
+
+A grey-box root replaces the black-box MLP with the declared physics. Its weights theta
+carry the system's unknown physical parameters p, and its output at normalised time tau
+is the state the physics predicts at the physical time t = t0 + tau (t1 - t0), from the
+sequence's first observation x0 (every system observes its full state, so the data fixes
+the initial state):
+
+    linear systems (dy/dt = M(p) y)       y(t) = expm((t - t0) M(p)) x0
+    a declared closed form y(t; p)         y(t) = solution(t, p)
+    any other system                       y(t) = x0 + int_t0^t f(s, y, p) ds   (Diffrax)
+
+Two forms say how theta carries p (`form=`):
+
+- `"direct"`: theta is the vector u of unknowns itself (D_theta = number of unknowns);
+- `"mlp"`: theta is the weights of a small MLP of tau that outputs u(tau) (the paper's
+  form: the parameters may vary along the sequence).
+
+Either way u is unconstrained and becomes p through a transform scaled by the declared
+training range, so nobody hand-tunes a rescaling: a parameter whose range is positive is
+`p = exp(c + h z)` (c, h the centre and half-width of log p over the range), any other is
+`p = c + h z`, with `z = reach * tanh(u / reach)` so that u = 0 is the centre of the range,
+u = +-1 its edges, and p never leaves `reach` half-widths of the centre. Parameters fixed
+to a number in the declaration stay fixed; free parameters that enter only the initial
+state (the spirals' angle) are not unknowns, since the data gives x0.
+
+For classification systems whose label is a parameter of the dynamics (the spirals'
+direction), the root's output is the logits `-((p_label - c_j) / h)^2` of the class
+values c_j: the model classifies by identifying the physical parameter.
+"""
+
+
+import diffrax
+import equinox as eqx
+import jax
+import jax.numpy as jnp
+import numpy as np
+import sympy as sp
+from jaxtyping import Array, Float, PRNGKeyArray
+
+from ._compile import CompiledSystem, compile_system
+from ._distributions import Choice, _AbstractInterval
+from ._errors import WarpPhysError
+from ._root import ACTIVATIONS, AbstractRoot, FlatRoot
+from ._system import System
+
+
+FORMS = ("direct", "mlp")
+
+
+def _scale(dist) -> tuple[bool, float, float]:
+    """(log?, centre, half-width) of a parameter, from its training range (the OoD range
+    when the training range is a single value)."""
+    if isinstance(dist, Choice):
+        values = [float(v) for v in dist.train]
+        low, high = min(values), max(values)
+    else:
+        assert isinstance(dist, _AbstractInterval)
+        low, high = dist.bounds("train")
+        if low == high:
+            low, high = dist.bounds("ood")
+    log = low > 0
+    if log:
+        low, high = np.log(low), np.log(high)
+    centre, half = (low + high) / 2, (high - low) / 2
+    return log, float(centre), float(half if half > 0 else max(abs(centre), 1.0) * 0.1)
+
+
+def centre(system: System) -> np.ndarray:
+    """The centre of every free parameter's training range (geometric for positive
+    ranges), ordered as `System.free_parameters`."""
+    scales = [_scale(system.parameters[s]) for s in system.free_parameters]
+    return np.array([np.exp(c) if log else c for log, c, _ in scales])
+
+
+def unknowns(system: System) -> tuple[sp.Symbol, ...]:
+    """The free parameters that enter the dynamics (equations or closed form): what a
+    grey-box model must infer."""
+    exprs = system.solution if system.solution is not None else system.equations
+    exprs = exprs if isinstance(exprs, (list, tuple)) else [exprs]
+    used = set().union(*(sp.sympify(e).free_symbols for e in exprs))
+    return tuple(s for s in system.free_parameters if s in used)
+
+
+class PhysicsRoot(AbstractRoot):
+    """A grey-box root compiled from a `System`. Build it with `warp_phys.physics_root`."""
+
+    compiled: CompiledSystem
+    route: str = eqx.field(static=True)
+    form: str = eqx.field(static=True)
+    mlp: FlatRoot | None
+    index: tuple[int, ...] = eqx.field(static=True)
+    log: tuple[bool, ...] = eqx.field(static=True)
+    centre: tuple[float, ...] = eqx.field(static=True)
+    half: tuple[float, ...] = eqx.field(static=True)
+    reach: float = eqx.field(static=True)
+    defaults: tuple[float, ...] = eqx.field(static=True)
+    span: float = eqx.field(static=True)
+    shift: tuple[float, ...] = eqx.field(static=True)
+    scale: tuple[float, ...] = eqx.field(static=True)
+    classes: tuple[float, ...] = eqx.field(static=True)
+    label: int | None = eqx.field(static=True)
+    rtol: float = eqx.field(static=True)
+    atol: float = eqx.field(static=True)
+    max_steps: int = eqx.field(static=True)
+    theta_size: int = eqx.field(static=True)
+
+    @property
+    def size(self) -> int:
+        return self.theta_size
+
+    def latent(self, theta: Float[Array, " D"], tau: Float[Array, ""]) -> Float[Array, " u"]:
+        """The unconstrained unknowns u at `tau`."""
+        if self.mlp is None:
+            return theta
+        return self.mlp(theta, jnp.asarray(tau, theta.dtype)[None])
+
+    def parameters(self, theta: Float[Array, " D"], tau: Float[Array, ""]) -> Float[Array, " P"]:
+        """The full free-parameter vector p (ordered as `System.free_parameters`) that
+        `theta` encodes at `tau`; parameters outside the dynamics sit at their centre."""
+        u = self.latent(theta, tau)
+        z = self.reach * jnp.tanh(u / self.reach)
+        centre, half = jnp.asarray(self.centre, z.dtype), jnp.asarray(self.half, z.dtype)
+        value = centre + half * z
+        value = jnp.where(jnp.asarray(self.log), jnp.exp(value), value)
+        return jnp.asarray(self.defaults, z.dtype).at[jnp.asarray(self.index)].set(value)
+
+    def state(self, p: Float[Array, " P"], t: Float[Array, ""], y0: Float[Array, " d"]) -> Float[Array, " d"]:
+        """The physical state at time `t` from `y0` under parameters `p`."""
+        c = self.compiled
+        if self.route == "linear":
+            return c.linear_flow(t, y0, p)
+        if self.route == "solution":
+            return c.solution(t, p)
+        term = diffrax.ODETerm(lambda s, y, args: c.vector_field(s, y, args))
+        solution = diffrax.diffeqsolve(
+            term, diffrax.Tsit5(), c.t0, t, None, y0, args=p,
+            stepsize_controller=diffrax.PIDController(rtol=self.rtol, atol=self.atol),
+            saveat=diffrax.SaveAt(t1=True), max_steps=self.max_steps, throw=False,
+        )
+        # A failed solve gives NaN, which stops training with a clear message.
+        ok = solution.result == diffrax.RESULTS.successful
+        return jnp.where(ok, solution.ys[-1], jnp.nan)
+
+    def __call__(self, theta, tau, x, x0):
+        p = self.parameters(theta, tau)
+        if self.classes:
+            value = p[self.label]
+            half = self.half[self.index.index(self.label)]
+            return -(((value - jnp.asarray(self.classes, value.dtype)) / half) ** 2)
+        shift, scale = jnp.asarray(self.shift, x0.dtype), jnp.asarray(self.scale, x0.dtype)
+        y0 = x0 * scale + shift
+        t = self.compiled.t0 + tau * self.span
+        return (self.state(p, t, y0) - shift) / scale
+
+
+def physics_root(
+    system: System,
+    *,
+    form: str = "mlp",
+    shift=0.0,
+    scale=1.0,
+    width: int = 16,
+    depth: int = 2,
+    activation: str = "swish",
+    reach: float = 3.0,
+    rtol: float = 1e-6,
+    atol: float = 1e-6,
+    max_steps: int = 4096,
+    dtype=jnp.float32,
+    key: PRNGKeyArray,
+) -> tuple[PhysicsRoot, Float[Array, " D"]]:
+    """Compile the grey-box root of `system`, and its initial weights.
+
+    **Arguments:**
+
+    - `system`: the declaration (forecasting, or classification by a label that enters
+      the dynamics).
+    - `form`: `"mlp"` (theta = weights of an MLP of tau giving the unknowns; the paper's
+      form) or `"direct"` (theta = the unknowns).
+    - `shift`, `scale`: the data normaliser (model units are `(x - shift) / scale`), a
+      number or one per state variable.
+    - `width`, `depth`, `activation`: the MLP of the `"mlp"` form.
+    - `reach`: how many half-widths of its training range a parameter may move from the
+      centre.
+    - `rtol`, `atol`, `max_steps`: the Diffrax solve, for systems with neither a linear
+      matrix nor a closed form.
+    - `dtype`, `key`: the weights' dtype and a JAX PRNG key.
+
+    **Returns:** `(root, theta0)`; `theta0` encodes the centre of every range.
+    """
+    if form not in FORMS:
+        raise WarpPhysError(f"--physics-form must be one of {', '.join(FORMS)}, got {form!r}")
+    if system.task.name != "forecast":
+        raise WarpPhysError(
+            f"system {system.name!r} maps its inputs to different targets ({system.task.name}), "
+            "so no physics predicts them; train --model warp on it")
+    compiled = compile_system(system)
+    route = "linear" if compiled.is_linear else "solution" if compiled.has_solution else "ode"
+    free = list(system.free_parameters)
+    inferred = unknowns(system)
+    if not inferred:
+        raise WarpPhysError(f"system {system.name!r} has no free parameter in its dynamics, "
+                            "so a grey-box model has nothing to infer")
+    scales = {s: _scale(system.parameters[s]) for s in free}
+    index = tuple(free.index(s) for s in inferred)
+    classes, label = (), None
+    if system.label is not None:
+        if system.label not in inferred:
+            raise WarpPhysError(
+                f"the label {system.label.name!r} of {system.name!r} does not enter the dynamics, "
+                "so a grey-box model cannot infer it; train --model warp on it")
+        classes = tuple(float(v) for v in system.parameters[system.label].train)
+        label = free.index(system.label)
+    n = len(inferred)
+    if form == "mlp":
+        if activation not in ACTIVATIONS:
+            raise WarpPhysError(f"unknown activation {activation!r}")
+        network = eqx.nn.MLP(1, n, width, depth, activation=ACTIVATIONS[activation],
+                             dtype=dtype, key=key)
+        mlp, theta0 = FlatRoot.split(network)
+    else:
+        mlp, theta0 = None, jnp.zeros(n, dtype)
+    d = len(system.state)
+    t0, t1 = system.t_span
+    root = PhysicsRoot(
+        compiled=compiled, route=route, form=form, mlp=mlp, index=index,
+        log=tuple(scales[s][0] for s in inferred), centre=tuple(scales[s][1] for s in inferred),
+        half=tuple(scales[s][2] for s in inferred), reach=float(reach),
+        defaults=tuple(float(v) for v in centre(system)),
+        span=float(t1 - t0),
+        shift=tuple(float(v) for v in np.broadcast_to(np.asarray(shift, float), (d,))),
+        scale=tuple(float(v) for v in np.broadcast_to(np.asarray(scale, float), (d,))),
+        classes=classes, label=label, rtol=rtol, atol=atol, max_steps=max_steps,
+        theta_size=int(theta0.shape[0]),
+    )
+    return root, theta0
+
+
+def encode(root: PhysicsRoot, p: Float[Array, " P"]) -> Float[Array, " u"]:
+    """The unknowns u for which `root` (direct form) gives the parameters `p`: the inverse
+    of its transform (for tests, and to start a model at known parameters)."""
+    value = p[jnp.asarray(root.index)]
+    value = jnp.where(jnp.asarray(root.log), jnp.log(value), value)
+    z = (value - jnp.asarray(root.centre)) / jnp.asarray(root.half)
+    return root.reach * jnp.arctanh(z / root.reach)
+
+
+def inferred_parameters(model, x: np.ndarray, context: int, batch: int = 1024) -> np.ndarray:
+    """What a WARP-Phys model infers from each sequence's context: the physical
+    parameters (n, P) encoded by theta at the last context step, averaged over the
+    forecast window's tau for the `"mlp"` form. `x` is in model units."""
+    root = model.root
+    steps = x.shape[1]
+    taus = jnp.arange(context, steps) / (steps - 1)
+    forced = np.ones(x.shape[:2], np.float32)
+    out = []
+    for i in range(0, len(x), batch):
+        states = _states(model, jnp.asarray(x[i : i + batch]), jnp.asarray(forced[i : i + batch]))
+        theta = states[context - 1]
+        p = jax.vmap(lambda th: jax.vmap(lambda tau: root.parameters(th, tau))(taus).mean(0))(theta)
+        out.append(np.asarray(p))
+    return np.concatenate(out)
+
+
+@eqx.filter_jit
+def _states(model, x, forced):
+    return model.states(x, forced)
+
+
+def learned_law(system: System, p) -> list[sp.Eq]:
+    """The system's law with the parameters `p` (ordered as `System.free_parameters`)
+    substituted: a list of SymPy equations `Derivative(x(t), t) = ...` (or `x(t) = ...`
+    for a closed form)."""
+    values = {**system.fixed_parameters,
+              **{s: float(v) for s, v in zip(system.free_parameters, p)}}
+    t = system.time
+    of_t = {s: sp.Function(s.name)(t) for s in system.state}
+    if system.solution is not None:
+        exprs = system.solution if isinstance(system.solution, (list, tuple)) else [system.solution]
+        return [sp.Eq(of_t[s], sp.N(sp.sympify(e).subs(values), 4))
+                for s, e in zip(system.state, exprs)]
+    return [sp.Eq(sp.Derivative(of_t[s], t), sp.N(sp.sympify(e).subs(values).subs(of_t), 4))
+            for s, e in zip(system.state, system.equations)]
+
+
+
+def parameter_report(model, system: System, data: dict, normaliser) -> dict:
+    """True against inferred physical parameters on each forecasting test split.
+
+    **Returns:** a dict with `names` (the inferred parameters), `values` (split ->
+    (true, inferred) arrays of shape (n, P_inferred)) and `summary` (split -> parameter ->
+    MAE, median relative error and R^2).
+    """
+    root = model.root
+    names = [system.free_parameters[i].name for i in root.index]
+    values, summary = {}, {}
+    for split, dataset in data.items():
+        if not split.startswith("test"):
+            continue
+        x = normaliser(dataset.inputs).astype(np.float32)
+        inferred = inferred_parameters(model, x, dataset.context)[:, list(root.index)]
+        true = dataset.params[:, list(root.index)]
+        values[split] = (true, inferred)
+        summary[split] = {}
+        for i, name in enumerate(names):
+            err = inferred[:, i] - true[:, i]
+            spread = np.sum((true[:, i] - true[:, i].mean()) ** 2)
+            summary[split][name] = {
+                "mae": float(np.mean(np.abs(err))),
+                "median_relative_error": float(np.median(np.abs(err) / np.maximum(np.abs(true[:, i]), 1e-12))),
+                "r2": float(1 - np.sum(err**2) / spread) if spread > 0 else None,
+            }
+    return {"names": names, "values": values, "summary": summary}

@@ -1,0 +1,167 @@
+"""Studies: several models, several seeds, one protocol, one table.
+
+`study(system, models, seeds)` trains every (model, seed) pair that has no finished run
+with the same configuration yet (finished runs are reused), then writes to
+`<runs>/<system>/study-<preset>/`:
+
+    study.csv       one row per model: mean and std over seeds of every test metric,
+                    trainable parameters, seconds per epoch
+    study.md        the same as a Markdown table, with the command that made it
+    distance.png    forecast MSE of each test trajectory against its distance from the
+                    training box (seed 0 of each model)
+"""
+
+import csv
+import io
+import json
+from pathlib import Path
+
+import numpy as np
+
+from ._config import FitConfig, make_config
+from ._errors import WarpPhysError
+from ._baselines import param_count
+from ._evaluate import load_splits, task_kind, trajectory_errors
+from ._io import write_text
+from ._registry import load_system
+from ._run import Run
+from ._system import System
+from ._train import fit
+
+
+def find_run(runs_dir: Path, config: FitConfig) -> Run | None:
+    """The latest finished run in `runs_dir` trained with exactly `config`, if any."""
+    folder = Path(runs_dir) / load_system(config.system).name / config.model
+    wanted = config.to_json()
+    for path in sorted(folder.glob("*/"), reverse=True):
+        try:
+            saved = json.loads((path / "config.json").read_text())
+        except (OSError, ValueError):
+            continue
+        saved.pop("normaliser", None)
+        if saved == wanted and (path / "metrics.json").is_file():
+            return Run.open(path)
+    return None
+
+
+def box_distance(system: System, params: np.ndarray) -> np.ndarray:
+    """How far each parameter vector (n, P) lies outside the training box: the Euclidean
+    norm of each parameter's distance beyond its training range, in units of that range's
+    width (0 inside the box)."""
+    out = np.zeros(len(params))
+    for i, s in enumerate(system.free_parameters):
+        dist = system.parameters[s]
+        if not hasattr(dist, "bounds"):
+            continue
+        low, high = dist.bounds("train")
+        beyond = np.maximum(0.0, np.maximum(low - params[:, i], params[:, i] - high))
+        out += (beyond / max(high - low, 1e-12)) ** 2
+    return np.sqrt(out)
+
+
+def study(system: str, models: list[str], seeds: int, preset: str = "quick", *,
+          runs_dir: str | Path = "runs", progress: bool = True, **overrides) -> Path:
+    """Train (or reuse) every model for seeds 0..`seeds`-1 and write the study files.
+
+    **Arguments:**
+
+    - `system`: a system name or path.
+    - `models`: model names (see `warp-phys fit --model`).
+    - `seeds`: how many seeds per model.
+    - `preset`: the preset every run starts from.
+    - `runs_dir`: where the runs and the study folder go.
+    - `overrides`: `FitConfig` fields applied to every run (e.g. `epochs=5`).
+
+    **Returns:** the study folder.
+    """
+    if seeds < 1:
+        raise WarpPhysError(f"--seeds must be a positive integer, got {seeds}")
+    runs_dir = Path(runs_dir)
+    loaded = load_system(system)
+    kind = task_kind(loaded)
+    configs = {m: [make_config(system, preset, model=m, seed=s, **overrides) for s in range(seeds)]
+               for m in models}  # every configuration is checked before anything trains
+    runs: dict[str, list[Run]] = {}
+    for model, model_configs in configs.items():
+        runs[model] = []
+        for config in model_configs:
+            run = find_run(runs_dir, config)
+            if run is None:
+                run = fit(config, runs_dir=runs_dir, progress=progress)
+            runs[model].append(run)
+
+    rows = [_row(model, model_runs) for model, model_runs in runs.items()]
+    folder = runs_dir / loaded.name / f"study-{preset}"
+    folder.mkdir(parents=True, exist_ok=True)
+    command = (f"warp-phys study {system} --models {','.join(models)} --seeds {seeds} "
+               f"--preset {preset}" + "".join(f" --{k.replace('_', '-')} {v}"
+                                             for k, v in overrides.items() if v is not None))
+    write_text(folder / "study.csv", _csv(rows))
+    write_text(folder / "study.md", _markdown(rows, loaded, kind, seeds, command, runs))
+    if kind == "forecast":
+        _plot_distance(runs, loaded, folder / "distance.png")
+    return folder
+
+
+def _row(model: str, runs: list[Run]) -> dict:
+    row = {"model": model, "seeds": len(runs),
+           "parameters": param_count(runs[0].load_model()),
+           "seconds_per_epoch": float(np.mean([r.metrics["seconds_per_epoch"] for r in runs]))}
+    for split in runs[0].metrics["splits"]:
+        for name in ("mse", "mae", "accuracy"):
+            values = [r.metrics["splits"][split].get(name) for r in runs]
+            if values[0] is None:
+                continue
+            row[f"{split}_{name}_mean"] = float(np.mean(values))
+            row[f"{split}_{name}_std"] = float(np.std(values))
+        diverged = sum(r.metrics["splits"][split].get("diverged", 0) for r in runs)
+        if diverged:
+            row[f"{split}_diverged"] = diverged
+    return row
+
+
+def _csv(rows: list[dict]) -> str:
+    columns = list(dict.fromkeys(k for row in rows for k in row))
+    buffer = io.StringIO()
+    writer = csv.DictWriter(buffer, columns, lineterminator="\n")
+    writer.writeheader()
+    writer.writerows(rows)
+    return buffer.getvalue()
+
+
+def _markdown(rows, system, kind, seeds, command, runs) -> str:
+    splits = [s for s in system.splits if s.startswith("test")]
+    metrics = ["accuracy"] if kind == "classify" else ["mse", "mae"]
+    header = ["model", "params", "s/epoch"] + [f"{s} {m.upper() if m != 'accuracy' else m}"
+                                               for s in splits for m in metrics]
+    lines = [f"# Study: {system.name}", "",
+             f"Mean +- std over {seeds} seed(s); forecast-window metrics in the data's units, "
+             "fully autoregressive after the context.", "", f"Made with: `{command}`", "",
+             "| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    for row in rows:
+        cells = [row["model"], f"{row['parameters']:,}", f"{row['seconds_per_epoch']:.3g}"]
+        for s in splits:
+            for m in metrics:
+                mean, std = row.get(f"{s}_{m}_mean"), row.get(f"{s}_{m}_std")
+                cell = "n/a" if mean is None else f"{mean:.4g} +- {std:.2g}"
+                if row.get(f"{s}_diverged"):
+                    cell += f" ({row[f'{s}_diverged']} diverged)"
+                cells.append(cell)
+        lines.append("| " + " | ".join(cells) + " |")
+    lines += ["", "Runs:", ""] + [f"- {model}: " + ", ".join(f"`{r.path}`" for r in model_runs)
+                                  for model, model_runs in runs.items()]
+    return "\n".join(lines) + "\n"
+
+
+def _plot_distance(runs: dict[str, list[Run]], system: System, path: Path) -> Path:
+    from ._plots import plot_distance
+
+    split = "test-paper"
+    data = load_splits(system, runs[next(iter(runs))][0].config, [split])[split]
+    distance = box_distance(system, data.params)
+    errors = {}
+    for model, model_runs in runs.items():
+        run = model_runs[0]
+        errors[model] = trajectory_errors(run.load_model(), data, run.normaliser)
+    return plot_distance(distance, errors, path, title=f"{system.name}: {split}")
+
