@@ -155,3 +155,23 @@ def test_learned_law_is_the_declared_law_with_numbers():
     assert float(rhs) == pytest.approx(-(10.0 * 0.5 + 0.1 * 2.0) / 0.03, rel=1e-3)
     sine = learned_law(wp.load_system("sine"), [0.25])
     assert float(sine[0].rhs.subs(t, 0.0)) == pytest.approx(np.sin(0.25), rel=1e-3)
+
+
+def test_parameter_report_adds_the_identifiable_matrix_entries():
+    from warp_phys._evaluate import Normaliser
+
+    system = wp.load_system("msd")
+    root, _ = physics_root(system, form="direct", key=jr.PRNGKey(0))  # float32, as fit trains
+    p = np.array([0.025, 7.0, 0.05])
+    model = wp.make_warp(2, 2, system.steps, init="learned", root=(root, encode(root, jnp.asarray(p, jnp.float32))),
+                         key=jr.PRNGKey(0))
+    data = {"test-id": wp.generate(system, "test-id", 4, seed=0, cache=False)}
+    report = wp.parameter_report(model, system, data, Normaliser(np.zeros(2), np.ones(2)))
+    # M = [[0, 1], [-k/m, -c/m]]: only the second row varies with the parameters.
+    assert report["names"] == ["m", "k", "c", "M[1,0]", "M[1,1]"]
+    true, inferred = report["values"]["test-id"]
+    np.testing.assert_allclose(inferred[:, 3:], np.broadcast_to([-7.0 / 0.025, -0.05 / 0.025], (4, 2)),
+                               rtol=1e-4)
+    np.testing.assert_allclose(true[:, 3], -data["test-id"].params[:, 1] / data["test-id"].params[:, 0])
+    summary = report["summary"]["test-id"]["M[1,0]"]
+    assert summary["mae"] == pytest.approx(np.mean(np.abs(inferred[:, 3] - true[:, 3])))

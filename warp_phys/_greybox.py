@@ -151,7 +151,8 @@ class PhysicsRoot(AbstractRoot):
         shift, scale = jnp.asarray(self.shift, x0.dtype), jnp.asarray(self.scale, x0.dtype)
         y0 = x0 * scale + shift
         t = self.compiled.t0 + tau * self.span
-        return (self.state(p, t, y0) - shift) / scale
+        # Compiled expressions may promote (Python floats under x64): keep the model's dtype.
+        return (self.state(p, t, y0).astype(x0.dtype) - shift) / scale
 
 
 def physics_root(
@@ -288,22 +289,37 @@ def learned_law(system: System, p) -> list[sp.Eq]:
 def parameter_report(model, system: System, data: dict, normaliser) -> dict:
     """True against inferred physical parameters on each forecasting test split.
 
-    **Returns:** a dict with `names` (the inferred parameters), `values` (split ->
-    (true, inferred) arrays of shape (n, P_inferred)) and `summary` (split -> parameter ->
-    MAE, median relative error and R^2).
+    For a linear system the entries of M(p) that vary are reported too: they are what the
+    data identifies (the msd trajectories depend on k/m and c/m, not on m, k and c apart).
+
+    **Returns:** a dict with `names` (the inferred quantities), `values` (split ->
+    (true, inferred) arrays of shape (n, Q)) and `summary` (split -> quantity -> MAE,
+    median relative error and R^2).
     """
     root = model.root
     names = [system.free_parameters[i].name for i in root.index]
+    matrix = jax.jit(jax.vmap(root.compiled.matrix)) if root.route == "linear" else None
     values, summary = {}, {}
     for split, dataset in data.items():
         if not split.startswith("test"):
             continue
         x = normaliser(dataset.inputs).astype(np.float32)
-        inferred = inferred_parameters(model, x, dataset.context)[:, list(root.index)]
+        inferred_all = inferred_parameters(model, x, dataset.context)
         true = dataset.params[:, list(root.index)]
+        inferred = inferred_all[:, list(root.index)]
+        if matrix is not None:
+            d = len(system.state)
+            m_true = np.asarray(matrix(jnp.asarray(dataset.params))).reshape(len(x), d * d)
+            m_inferred = np.asarray(matrix(jnp.asarray(inferred_all))).reshape(len(x), d * d)
+            varying = [j for j in range(d * d) if np.ptp(m_true[:, j]) > 0]
+            true = np.concatenate([true, m_true[:, varying]], axis=1)
+            inferred = np.concatenate([inferred, m_inferred[:, varying]], axis=1)
+            extra = [f"M[{j // d},{j % d}]" for j in varying]
+        else:
+            extra = []
         values[split] = (true, inferred)
         summary[split] = {}
-        for i, name in enumerate(names):
+        for i, name in enumerate(names + extra):
             err = inferred[:, i] - true[:, i]
             spread = np.sum((true[:, i] - true[:, i].mean()) ** 2)
             summary[split][name] = {
@@ -311,4 +327,4 @@ def parameter_report(model, system: System, data: dict, normaliser) -> dict:
                 "median_relative_error": float(np.median(np.abs(err) / np.maximum(np.abs(true[:, i]), 1e-12))),
                 "r2": float(1 - np.sum(err**2) / spread) if spread > 0 else None,
             }
-    return {"names": names, "values": values, "summary": summary}
+    return {"names": names + extra, "values": values, "summary": summary}
