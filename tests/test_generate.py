@@ -151,3 +151,15 @@ def test_generate_rejects_bad_arguments(kwargs, match):
 def test_sine_has_no_ood_split():
     with pytest.raises(wp.WarpPhysError, match="no test-ood split"):
         wp.generate(wp.load_system("sine"), "test-ood", 4, cache=False)
+
+
+def test_written_files_get_the_usual_permissions(tmp_path):
+    import os
+    import stat
+
+    from warp_phys._io import write_text
+
+    write_text(tmp_path / "a.txt", "x")
+    mask = os.umask(0)
+    os.umask(mask)
+    assert stat.S_IMODE((tmp_path / "a.txt").stat().st_mode) == 0o666 & ~mask

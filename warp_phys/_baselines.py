@@ -113,9 +113,11 @@ class AbstractBaseline(eqx.Module):
         return self._run(self._cast(x), jnp.asarray(forced))[1]
 
 
-def _check_steps(steps: int) -> None:
+def _check_steps(steps: int, dt: float | None = None) -> None:
     if steps < 2:
         raise ValueError(f"steps must be at least 2 (tau_k = k / (steps - 1)), got {steps}")
+    if dt is not None and not dt > 0:
+        raise ValueError(f"dt must be positive, got {dt}")
 
 
 # ------------------------------------------------------------------------------ GRU, LSTM
@@ -248,9 +250,7 @@ class NeuralODE(AbstractBaseline):
     steps: int = eqx.field(static=True)
 
     def __check_init__(self):
-        _check_steps(self.steps)
-        if not self.dt > 0:
-            raise ValueError(f"dt must be positive, got {self.dt}")
+        _check_steps(self.steps, self.dt)
         for name in ("shift", "scale"):
             value = getattr(self, name)
             if len(value) != self.data_size:
@@ -452,9 +452,7 @@ class NeuralCDE(AbstractBaseline):
     steps: int = eqx.field(static=True)
 
     def __check_init__(self):
-        _check_steps(self.steps)
-        if not self.dt > 0:
-            raise ValueError(f"dt must be positive, got {self.dt}")
+        _check_steps(self.steps, self.dt)
 
     def control(self, t_prev: Float[Array, ""], x_prev: Float[Array, " d"], x: Float[Array, " d"],
                 slope_prev: Float[Array, " d"]) -> diffrax.CubicInterpolation:

@@ -95,7 +95,8 @@ def study(system: str, models: list[str], seeds: int, preset: str = "quick", *,
     folder.mkdir(parents=True, exist_ok=True)
     command = (f"warp-phys study {system} --models {','.join(models)} --seeds {seeds} "
                f"--preset {preset}" + "".join(f" --{k.replace('_', '-')} {v}"
-                                             for k, v in overrides.items() if v is not None))
+                                             for k, v in overrides.items() if v is not None)
+               + ("" if runs_dir == Path("runs") else f" --out {runs_dir}"))
     write_text(folder / "study.csv", _csv(rows))
     write_text(folder / "study.md", _markdown(rows, loaded, kind, seeds, command, runs))
     if kind == "forecast":
