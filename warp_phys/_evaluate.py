@@ -5,6 +5,7 @@ the context), with the model running fully autoregressively after the context.
 """
 
 import dataclasses
+import functools
 import math
 
 import equinox as eqx
@@ -167,21 +168,21 @@ def build_model(config: FitConfig, system: System, normaliser: Normaliser | None
 def sized(make, budget: int, *, what: str):
     """`make(width)` at the width whose parameter count is closest to `budget` (counted
     without allocating: `eqx.filter_eval_shape`)."""
+    @functools.cache
     def count(width):
         leaves = jax.tree_util.tree_leaves(eqx.filter_eval_shape(make, width))
         return sum(math.prod(leaf.shape) for leaf in leaves
                    if isinstance(leaf, jax.ShapeDtypeStruct) and jnp.issubdtype(leaf.dtype, jnp.inexact))
 
+    if count(1) == count(2):
+        raise WarpPhysError(f"{what} has a fixed size ({count(1)} parameters) that --budget cannot change")
     low, high = 1, 2
     while count(high) < budget and high < 2**14:
         low, high = high, high * 2
     while high - low > 1:  # the count grows with width
         mid = (low + high) // 2
         low, high = (mid, high) if count(mid) < budget else (low, mid)
-    best = min((low, high), key=lambda w: abs(count(w) - budget))
-    if count(1) == count(2):
-        raise WarpPhysError(f"{what} has a fixed size ({count(1)} parameters) that --budget cannot change")
-    return make(best)
+    return make(min((low, high), key=lambda w: abs(count(w) - budget)))
 
 
 def _build(config: FitConfig, system: System, normaliser, width: int, key):

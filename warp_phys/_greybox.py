@@ -77,7 +77,6 @@ def unknowns(system: System) -> tuple[sp.Symbol, ...]:
     """The free parameters that enter the dynamics (equations or closed form): what a
     grey-box model must infer."""
     exprs = system.solution if system.solution is not None else system.equations
-    exprs = exprs if isinstance(exprs, (list, tuple)) else [exprs]
     used = set().union(*(sp.sympify(e).free_symbols for e in exprs))
     return tuple(s for s in system.free_parameters if s in used)
 
@@ -87,8 +86,7 @@ class PhysicsRoot(AbstractRoot):
 
     compiled: CompiledSystem
     route: str = eqx.field(static=True)
-    form: str = eqx.field(static=True)
-    mlp: FlatRoot | None
+    mlp: FlatRoot | None  # None: the "direct" form
     index: tuple[int, ...] = eqx.field(static=True)
     log: tuple[bool, ...] = eqx.field(static=True)
     centre: tuple[float, ...] = eqx.field(static=True)
@@ -103,11 +101,10 @@ class PhysicsRoot(AbstractRoot):
     rtol: float = eqx.field(static=True)
     atol: float = eqx.field(static=True)
     max_steps: int = eqx.field(static=True)
-    theta_size: int = eqx.field(static=True)
 
     @property
     def size(self) -> int:
-        return self.theta_size
+        return len(self.index) if self.mlp is None else self.mlp.size
 
     def latent(self, theta: Float[Array, " D"], tau: Float[Array, ""]) -> Float[Array, " u"]:
         """The unconstrained unknowns u at `tau`."""
@@ -225,7 +222,7 @@ def physics_root(
     d = len(system.state)
     t0, t1 = system.t_span
     root = PhysicsRoot(
-        compiled=compiled, route=route, form=form, mlp=mlp, index=index,
+        compiled=compiled, route=route, mlp=mlp, index=index,
         log=tuple(scales[s][0] for s in inferred), centre=tuple(scales[s][1] for s in inferred),
         half=tuple(scales[s][2] for s in inferred), reach=float(reach),
         defaults=tuple(float(v) for v in centre(system)),
@@ -233,7 +230,6 @@ def physics_root(
         shift=tuple(float(v) for v in np.broadcast_to(np.asarray(shift, float), (d,))),
         scale=tuple(float(v) for v in np.broadcast_to(np.asarray(scale, float), (d,))),
         classes=classes, label=label, rtol=rtol, atol=atol, max_steps=max_steps,
-        theta_size=int(theta0.shape[0]),
     )
     return root, theta0
 
@@ -278,9 +274,8 @@ def learned_law(system: System, p) -> list[sp.Eq]:
     t = system.time
     of_t = {s: sp.Function(s.name)(t) for s in system.state}
     if system.solution is not None:
-        exprs = system.solution if isinstance(system.solution, (list, tuple)) else [system.solution]
-        return [sp.Eq(of_t[s], sp.N(sp.sympify(e).subs(values), 4))
-                for s, e in zip(system.state, exprs)]
+        return [sp.Eq(of_t[s], sp.N(e.subs(values), 4))
+                for s, e in zip(system.state, system.solution)]
     return [sp.Eq(sp.Derivative(of_t[s], t), sp.N(sp.sympify(e).subs(values).subs(of_t), 4))
             for s, e in zip(system.state, system.equations)]
 
@@ -293,18 +288,19 @@ def parameter_report(model, system: System, data: dict, normaliser) -> dict:
     data identifies (the msd trajectories depend on k/m and c/m, not on m, k and c apart).
 
     **Returns:** a dict with `names` (the inferred quantities), `values` (split ->
-    (true, inferred) arrays of shape (n, Q)) and `summary` (split -> quantity -> MAE,
-    median relative error and R^2).
+    (true, inferred) arrays of shape (n, Q)), `summary` (split -> quantity -> MAE,
+    median relative error and R^2) and `parameters` (split -> every free parameter as
+    inferred, (n, P), ordered as `System.free_parameters`).
     """
     root = model.root
     names = [system.free_parameters[i].name for i in root.index]
     matrix = jax.jit(jax.vmap(root.compiled.matrix)) if root.route == "linear" else None
-    values, summary = {}, {}
+    values, summary, parameters = {}, {}, {}
     for split, dataset in data.items():
         if not split.startswith("test"):
             continue
         x = normaliser(dataset.inputs).astype(np.float32)
-        inferred_all = inferred_parameters(model, x, dataset.context)
+        inferred_all = parameters[split] = inferred_parameters(model, x, dataset.context)
         true = dataset.params[:, list(root.index)]
         inferred = inferred_all[:, list(root.index)]
         if matrix is not None:
@@ -327,4 +323,5 @@ def parameter_report(model, system: System, data: dict, normaliser) -> dict:
                 "median_relative_error": float(np.median(np.abs(err) / np.maximum(np.abs(true[:, i]), 1e-12))),
                 "r2": float(1 - np.sum(err**2) / spread) if spread > 0 else None,
             }
-    return {"names": names + extra, "values": values, "summary": summary}
+    return {"names": names + extra, "values": values, "summary": summary,
+            "parameters": parameters}

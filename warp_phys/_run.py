@@ -24,7 +24,7 @@ from ._config import FitConfig
 from ._errors import WarpPhysError
 from ._io import atomic_write, write_json, write_text
 from ._evaluate import Normaliser, build_model, load_splits, metrics, task_kind
-from ._greybox import inferred_parameters, learned_law, parameter_report
+from ._greybox import learned_law, parameter_report
 from ._plots import plot_forecasts, plot_losses, plot_parameters
 from ._registry import load_system
 
@@ -127,14 +127,13 @@ class Run:
         summary = {"best_epoch": header["epoch"], "epochs_run": len(history),
                    "seconds_per_epoch": float(np.median([h["seconds"] for h in history]))
                    if history else None, "note": note, "splits": results}
-        write_json(self.path / "metrics.json", summary)
         plot_losses(history, self.path / "plots" / "losses.png")
         if task_kind(self.system) == "forecast":
             plot_forecasts(model, data, self.normaliser, self.path / "plots" / "forecasts.png",
                            label=self.config.model)
             if self.config.model == "warp-phys":
                 summary["parameters"] = self.export_parameters(model, data)
-                write_json(self.path / "metrics.json", summary)
+        write_json(self.path / "metrics.json", summary)
         return summary
 
     def export_parameters(self, model, data) -> dict:
@@ -156,13 +155,10 @@ class Run:
         law = ["# Learned law", "",
                "The declared law with the parameters the model inferred from each sequence's "
                "context (first three `test-id` sequences), beside the true parameters.", ""]
-        split = "test-id"
-        x = self.normaliser(data[split].inputs[:3]).astype(np.float32)
-        full = inferred_parameters(model, x, data[split].context)
-        for i, p in enumerate(full):
+        for i, p in enumerate(report["parameters"]["test-id"][:3]):
             law.append(f"## test-id sequence {i}")
             law.append("true: " + ", ".join(f"{s.name} = {v:.4g}" for s, v in
-                                             zip(system.free_parameters, data[split].params[i])))
+                                             zip(system.free_parameters, data["test-id"].params[i])))
             law += ["", "```"] + [str(eq) for eq in learned_law(system, p)] + ["```", ""]
         write_text(self.path / "parameters.md", "\n".join(lines) + "\n")
         write_text(self.path / "law.md", "\n".join(law))
