@@ -29,7 +29,7 @@ from ._greybox import (
 )
 from ._recurrence import linear_unroll as linear_unroll
 from ._registry import load_system as load_system, system_files as system_files
-from ._run import Run as Run
+from ._run import Run as Run, format_table as format_table
 from ._simulate import simulate as simulate
 from ._study import study as study
 from ._splits import in_box as in_box, sample_draws as sample_draws
@@ -37,6 +37,7 @@ from ._system import SPLITS as SPLITS, System as System
 from ._tasks import AbstractTask as AbstractTask, Forecast as Forecast, RepeatCopy as RepeatCopy
 from ._train import fit as fit
 from ._warp import WARP as WARP, make_warp as make_warp
+from . import analysis as analysis
 
 
 try:

@@ -201,6 +201,34 @@ def evaluate_command(
     typer.echo(format_table(run.evaluate(splits=split)))
 
 
+@app.command("plot")
+def plot_command(
+    run_dir: Annotated[Path, typer.Argument(help="A run directory made by `warp-phys fit`.")],
+    what: Annotated[
+        list[str] | None,
+        typer.Option("--what", "-w", help="forecasts, pca (PCA of the weight trajectories and the linear probe), weights (weights over time, their correlation with tau), matrices (A and B), or all; repeat the option."),
+    ] = None,
+    count: Annotated[int, typer.Option(help="Sequences per split in the weight-space figures.")] = 256,
+):
+    """Draw a run's figures into its plots/ folder and print their paths."""
+    from ._run import FIGURES, Run
+
+    if count < 1:
+        raise WarpPhysError(f"--count must be a positive integer, got {count}")
+    run = Run.open(run_dir)
+    asked = what or ["all"]
+    if "all" in asked:
+        for name in FIGURES:
+            if name not in run.figures():
+                typer.echo(f"skipped {name}: not drawn for a {run.config.model} run on "
+                           f"{run.config.system}", err=True)
+        asked = list(run.figures())
+    for path in run.plot(list(dict.fromkeys(asked)), count=count):
+        typer.echo(str(path))
+    if (run.path / "analysis.json").is_file() and set(asked) & {"pca", "weights"}:
+        typer.echo(f"numbers: {run.path / 'analysis.json'}")
+
+
 @app.command("study")
 def study_command(
     system: Annotated[str, typer.Argument(help="A system name or a path to a .py file.")] = "msd",

@@ -12,7 +12,9 @@ Every file is written to a temporary file and renamed, so a crash never leaves a
 half-written file behind.
 """
 
+import csv
 import datetime
+import io
 import json
 from pathlib import Path
 
@@ -25,11 +27,15 @@ from ._errors import WarpPhysError
 from ._io import atomic_write, write_json, write_text
 from ._evaluate import Normaliser, build_model, load_splits, metrics, task_kind
 from ._greybox import learned_law, parameter_report
-from ._plots import plot_forecasts, plot_losses, plot_parameters
+from ._plots import (
+    matrices_figure, pca_figure, plot_forecasts, plot_losses, plot_parameters, probe_figure,
+    save_figure, weights_figure,
+)
 from ._registry import load_system
 
 
 MODEL_FORMAT = 1
+FIGURES = ("forecasts", "pca", "weights", "matrices")
 
 
 def new_run_dir(root: Path, system: str, model: str) -> Path:
@@ -144,9 +150,11 @@ class Run:
         report = parameter_report(model, system, data, self.normaliser)
         names = report["names"]
         for split, (true, inferred) in report["values"].items():
-            header = ",".join([f"true_{n}" for n in names] + [f"inferred_{n}" for n in names])
-            rows = [",".join(f"{v:.8g}" for v in row) for row in np.concatenate([true, inferred], 1)]
-            write_text(self.path / f"parameters-{split}.csv", "\n".join([header, *rows]) + "\n")
+            text = io.StringIO()  # names such as M[1,0] hold commas: let csv quote them
+            writer = csv.writer(text, lineterminator="\n")
+            writer.writerow([f"true_{n}" for n in names] + [f"inferred_{n}" for n in names])
+            writer.writerows([[f"{v:.8g}" for v in row] for row in np.concatenate([true, inferred], 1)])
+            write_text(self.path / f"parameters-{split}.csv", text.getvalue())
         lines = ["| split | parameter | MAE | median relative error | R^2 |", "|---|---|---|---|---|"]
         for split, per in report["summary"].items():
             for name, m in per.items():
@@ -164,6 +172,67 @@ class Run:
         write_text(self.path / "law.md", "\n".join(law))
         plot_parameters(report, self.path / "plots" / "parameters.png")
         return report["summary"]
+
+
+    def figures(self) -> tuple[str, ...]:
+        """The figures `plot` can draw for this run: forecasts for forecasting tasks, the
+        weight-space figures for WARP models."""
+        kinds = ["forecasts"] if task_kind(self.system) == "forecast" else []
+        if self.config.model in ("warp", "warp-phys"):
+            kinds += ["pca", "weights", "matrices"]
+        return tuple(kinds)
+
+    def plot(self, what=FIGURES, *, count: int = 256, max_steps: int = 128) -> list[Path]:
+        """Draw `what` (any of `FIGURES`) into `plots/` from the best model and return the
+        files written. The weight-space figures (see `warp_phys.analysis`) fit the PCA on
+        the first `count` training sequences and show the test splits, keeping at most
+        `max_steps` steps per sequence; their numbers go to `analysis.json`."""
+        from . import analysis
+
+        unknown = [w for w in what if w not in FIGURES]
+        if unknown:
+            raise WarpPhysError(f"unknown figure {unknown[0]!r}; choose from {', '.join(FIGURES)} or all")
+        missing = [w for w in what if w not in self.figures()]
+        if missing:
+            why = ("forecasts are drawn for forecasting tasks only" if missing[0] == "forecasts"
+                   else f"weight-space figures need a WARP model; this run trained {self.config.model}")
+            raise WarpPhysError(f"cannot draw {missing[0]} for {self.path}: {why}")
+        system, model, folder = self.system, self.load_model(), self.path / "plots"
+        ood = "test-ood" if "test-ood" in system.splits else "test-paper"
+        names = (["train"] if set(what) - {"forecasts", "matrices"} else []) + ["test-id", ood]
+        data = load_splits(system, self.config, names)
+        written = []
+        if "forecasts" in what:
+            written.append(plot_forecasts(model, data, self.normaliser, folder / "forecasts.png",
+                                          label=self.config.model))
+        if "matrices" in what:
+            matrices = analysis.transition_matrices(model)
+            written.append(save_figure(matrices_figure(matrices), folder / "matrices.png"))
+        if not set(what) & {"pca", "weights"}:
+            return written
+        stride = max(1, system.steps // max_steps)
+        trajectories = {split: analysis.weight_trajectories(model, data[split], self.normaliser,
+                                                            stride=stride, count=count)
+                        for split in names}
+        pca = analysis.PCA.fit(trajectories["train"].theta)
+        tests = {s: t for s, t in trajectories.items() if s != "train"}
+        probe = analysis.probe(pca, trajectories["train"], tests)
+        correlation = analysis.tau_correlation(tests["test-id"])
+        if "pca" in what:
+            written.append(save_figure(pca_figure(pca, trajectories), folder / "pca.png"))
+            written.append(save_figure(probe_figure(probe), folder / "probe.png"))
+        if "weights" in what:
+            written.append(save_figure(weights_figure(tests["test-id"], correlation),
+                                       folder / "weights.png"))
+        write_json(self.path / "analysis.json", {
+            "pca_explained_variance_ratio": pca.explained_variance_ratio.tolist(),
+            "probe": {"step": probe["step"], "components": probe["components"],
+                      "r2": {split: dict(zip(probe["names"], r2.T.tolist()))
+                             for split, r2 in probe["r2"].items()}},
+            "tau_correlation": {"median_abs": float(np.median(np.abs(correlation))),
+                                "fraction_abs_above_0.9": float(np.mean(np.abs(correlation) > 0.9))},
+        })
+        return written
 
 
 def format_table(metrics: dict) -> str:
