@@ -112,3 +112,49 @@ def test_a_learning_rate_scale_touches_only_A():
     assert deltas[1.0] == pytest.approx((0.1, 0.1))
     assert deltas[1e-3] == pytest.approx((1e-4, 0.1))
 
+
+
+def test_two_devices_train_like_one(tmp_path):
+    # conftest gives this process two CPU devices. The batch is split across them, the
+    # model replicated: the losses match one device's to float32 rounding.
+    one = wp.fit(tiny_config(epochs=2), runs_dir=tmp_path / "one", progress=False)
+    two = wp.fit(tiny_config(epochs=2, devices=2), runs_dir=tmp_path / "two", progress=False)
+    assert [loss for _, loss in _losses(two)] == pytest.approx([loss for _, loss in _losses(one)],
+                                                               rel=1e-6)
+    assert two.metrics["splits"]["test-id"]["mse"] == pytest.approx(
+        one.metrics["splits"]["test-id"]["mse"], rel=1e-5)
+    assert two.load_config(two.path).devices == 2
+
+
+@pytest.mark.parametrize("overrides,message", [
+    (dict(devices=64), "--devices 64: only 2 cpu device"),
+    (dict(devices=2, batch_size=15), "does not split evenly over --devices 2"),
+    (dict(mode="convolutional", forcing=0.25), "--mode convolutional needs every input"),
+])
+def test_devices_and_mode_refuse_what_cannot_work(overrides, message, tmp_path):
+    with pytest.raises(wp.WarpPhysError, match=message):
+        wp.fit(tiny_config(**overrides), runs_dir=tmp_path, progress=False)
+
+
+def test_convolutional_mode_trains_like_the_recurrent_mode(tmp_path):
+    # Classification reads every input, so the two modes must train identically.
+    runs = {mode: wp.fit(tiny_config("spirals", epochs=2, n_train=64, batch_size=32, mode=mode),
+                         runs_dir=tmp_path / mode, progress=False)
+            for mode in ("recurrent", "convolutional")}
+    assert [loss for _, loss in _losses(runs["convolutional"])] == pytest.approx(
+        [loss for _, loss in _losses(runs["recurrent"])], rel=1e-4)
+    env = json.loads((runs["convolutional"].path / "env.json").read_text())
+    assert env["path"].startswith("convolutional, per-sequence theta_0")
+
+
+@pytest.mark.parametrize("transition", ["diagonal-low-rank", "block-diagonal"])
+def test_structured_transitions_train_and_reload(transition, tmp_path):
+    run = wp.fit(tiny_config(epochs=3, transition=transition, rank=2), runs_dir=tmp_path,
+                 progress=False)
+    losses = [loss for _, loss in _losses(run)]
+    assert losses[-1] < losses[0]
+    model = run.load_model()  # the saved structure round-trips
+    assert type(model.A).__name__ == {"diagonal-low-rank": "DiagonalLowRank",
+                                      "block-diagonal": "BlockDiagonal"}[transition]
+    assert run.evaluate()["test-id"]["mse"] == pytest.approx(run.metrics["splits"]["test-id"]["mse"],
+                                                             rel=1e-6)

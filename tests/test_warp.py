@@ -1,3 +1,5 @@
+import dataclasses
+
 import equinox as eqx
 import jax
 import jax.numpy as jnp
@@ -104,3 +106,141 @@ def test_gradient_matches_finite_differences():
             minus = eqx.tree_at(get, model, leaf.at[index].add(-h))
             numeric = (_loss(plus, x, forced, True) - _loss(minus, x, forced, True)) / (2 * h)
             np.testing.assert_allclose(g[index], numeric, rtol=1e-5, atol=1e-9)
+
+
+# ------------------------------------------------------------------------------ convolutional mode
+
+
+@pytest.mark.parametrize("init,extras", [
+    ("hypernetwork", {}),  # A^k theta_0 by the batched recurrence
+    ("learned", dict(uncertainty=True, final="dynamic-tanh", root_previous=True)),  # one chain
+])
+def test_convolutional_mode_equals_the_recurrence(init, extras):
+    model = tiny(init, **extras)
+    x, _ = data(batch=4)
+    ones = jnp.ones(x.shape[:2])
+    (mean, sigma), (conv_mean, conv_sigma) = model.unroll(x, ones), model.convolve(x)
+    scale = jnp.max(jnp.abs(mean))
+    assert jnp.max(jnp.abs(conv_mean - mean)) <= 1e-6 * scale
+    if sigma is not None:
+        np.testing.assert_allclose(conv_sigma, sigma, rtol=1e-6)
+
+    def loss(model, conv):
+        out = model.convolve(x)[0] if conv else model.unroll(x, ones)[0]
+        return jnp.mean((out[:, :-1] - x[:, 1:]) ** 2)
+
+    recurrent, convolutional = (eqx.filter_grad(loss)(model, c) for c in (False, True))
+    for a, b in zip(jax.tree_util.tree_leaves(convolutional), jax.tree_util.tree_leaves(recurrent)):
+        assert jnp.max(jnp.abs(a - b)) <= 1e-6 * jnp.max(jnp.abs(b))
+
+
+def test_convolutional_mode_is_causal():
+    # Changing inputs from step 7 on leaves every output before step 7 untouched.
+    model = tiny("learned")
+    x, _ = data(batch=2)
+    later = x.at[:, 7:].add(5.0)
+    a, b = model.convolve(x)[0], model.convolve(later)[0]
+    np.testing.assert_allclose(a[:, :7], b[:, :7], rtol=1e-12, atol=1e-12)
+    assert not np.allclose(a[:, 7:], b[:, 7:])
+
+
+def test_causal_convolution_against_a_loop():
+    from warp_phys._recurrence import causal_convolution
+
+    rng = np.random.default_rng(0)
+    inputs, kernel = rng.normal(size=(2, 9, 3)), rng.normal(size=(9, 3, 4))
+    expected = np.zeros((2, 9, 4))
+    for k in range(9):
+        for j in range(k + 1):
+            expected[:, k] += inputs[:, j] @ kernel[k - j]
+    np.testing.assert_allclose(causal_convolution(jnp.asarray(inputs), jnp.asarray(kernel)),
+                               expected, rtol=1e-12, atol=1e-12)
+
+
+def test_convolutional_mode_refuses_a_clipped_theta():
+    with pytest.raises(ValueError, match="linear recurrence"):
+        tiny(theta_clip=0.5).convolve(data()[0])
+
+
+# ------------------------------------------------------------------------------ precision
+
+
+def test_precision_of_the_products_with_A():
+    model32 = wp.make_warp(2, 2, 12, width=5, depth=2, init="learned", key=jr.PRNGKey(0))
+    keys = jr.split(jr.PRNGKey(1), 2)
+    model32 = eqx.tree_at(lambda m: (m.A, m.B), model32,
+                          (model32.A + 0.02 * jr.normal(keys[0], model32.A.shape, jnp.float32),
+                           0.3 * jr.normal(keys[1], model32.B.shape, jnp.float32)))
+    x = jr.normal(jr.PRNGKey(2), (3, 12, 2), jnp.float32)
+    ones = jnp.ones((3, 12), jnp.float32)
+    states = {p: dataclasses.replace(model32, precision=p).states(x, ones)
+              for p in ("float32", "tf32", "bf16")}
+    assert all(s.dtype == jnp.float32 for s in states.values())  # the state stays float32
+    model64 = jax.tree_util.tree_map(
+        lambda a: a.astype(jnp.float64) if eqx.is_inexact_array(a) else a, model32)
+    exact = model64.states(x.astype(jnp.float64), ones.astype(jnp.float64))
+    error = {p: float(jnp.max(jnp.abs(s - exact)) / jnp.max(jnp.abs(exact))) for p, s in states.items()}
+    assert error["float32"] < 1e-5  # tf32 equals float32 on a CPU
+    assert 1e-4 < error["bf16"] < 5e-2  # bfloat16 keeps 8 bits of mantissa: visibly rounded
+    # The convolutional mode's chain uses the same products: rounded, but not far off.
+    exact_out = model64.convolve(x.astype(jnp.float64))[0]
+    scale = float(jnp.max(jnp.abs(exact_out)))
+    conv_error = {p: float(jnp.max(jnp.abs(dataclasses.replace(model32, precision=p).convolve(x)[0]
+                                          - exact_out))) / scale for p in ("float32", "bf16")}
+    assert conv_error["float32"] < 1e-5 < conv_error["bf16"] < 0.2
+    with pytest.raises(ValueError, match="precision must be one of"):
+        wp.make_warp(2, 2, 12, precision="fp8", key=jr.PRNGKey(0))
+
+
+# ------------------------------------------------------------------------------ structured A
+
+
+def test_block_sizes_follow_the_root_layers():
+    model = wp.make_warp(2, 2, 256, width=48, depth=3, transition="block-diagonal",
+                         key=jr.PRNGKey(0))
+    assert model.root.blocks == (96, 2352, 2352, 98) and sum(model.root.blocks) == model.size
+    assert [b.shape for b in model.A.blocks] == [(n, n) for n in model.root.blocks]
+
+
+def structured(transition, init="hypernetwork"):
+    model = wp.make_warp(2, 2, 12, width=5, depth=2, init=init, transition=transition, rank=3,
+                         dtype=jnp.float64, key=jr.PRNGKey(0))
+    np.testing.assert_allclose(model.transition_matrix(), np.eye(model.size))  # starts at I
+    leaves, tree = jax.tree_util.tree_flatten(model.A)
+    keys = jr.split(jr.PRNGKey(5), len(leaves) + 1)
+    moved = [leaf + 0.05 * jr.normal(k, leaf.shape, leaf.dtype) for leaf, k in zip(leaves, keys)]
+    return eqx.tree_at(lambda m: (m.A, m.B), model,
+                       (jax.tree_util.tree_unflatten(tree, moved),
+                        0.3 * jr.normal(keys[-1], model.B.shape, jnp.float64)))
+
+
+@pytest.mark.parametrize("transition", ["diagonal-low-rank", "block-diagonal"])
+def test_structured_A_equals_its_dense_matrix(transition):
+    model = structured(transition)
+    dense = eqx.tree_at(lambda m: m.A, model, model.transition_matrix())
+    x, forced = data(batch=3)
+    np.testing.assert_allclose(model.unroll(x, forced)[0], dense.unroll(x, forced)[0],
+                               rtol=1e-12, atol=1e-12)
+    np.testing.assert_allclose(model.convolve(x)[0], dense.unroll(x, jnp.ones(x.shape[:2]))[0],
+                               rtol=1e-9, atol=1e-9)
+    # Gradients with respect to the structure's own parameters, against finite differences.
+    grads = eqx.filter_grad(_loss)(model, x, forced, True)
+    leaves, g_leaves = jax.tree_util.tree_leaves(model.A), jax.tree_util.tree_leaves(grads.A)
+    rng = np.random.default_rng(0)
+    for leaf_index in range(len(leaves)):
+        get = lambda m, i=leaf_index: jax.tree_util.tree_leaves(m.A)[i]  # noqa: E731
+        leaf = get(model)
+        index = tuple(rng.integers(0, n) for n in leaf.shape)
+        h = 1e-6
+        plus = eqx.tree_at(get, model, leaf.at[index].add(h))
+        minus = eqx.tree_at(get, model, leaf.at[index].add(-h))
+        numeric = (_loss(plus, x, forced, True) - _loss(minus, x, forced, True)) / (2 * h)
+        np.testing.assert_allclose(g_leaves[leaf_index][index], numeric, rtol=1e-5, atol=1e-9)
+
+
+def test_structured_parameter_counts():
+    sizes = {t: wp.make_warp(2, 2, 256, width=48, depth=3, transition=t, rank=8, key=jr.PRNGKey(0)).A
+             for t in ("dense", "diagonal-low-rank", "block-diagonal")}
+    count = {t: sum(a.size for a in jax.tree_util.tree_leaves(A)) for t, A in sizes.items()}
+    assert count == {"dense": 4898**2, "diagonal-low-rank": 4898 * 17,
+                     "block-diagonal": 96**2 + 2 * 2352**2 + 98**2}

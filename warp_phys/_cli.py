@@ -156,6 +156,11 @@ def fit_command(
     uncertainty: Annotated[bool | None, typer.Option("--uncertainty/--no-uncertainty", help="Add a sigma head (NLL loss).")] = None,
     patience: Annotated[int | None, typer.Option(help="Stop after this many validations without improvement (0: never).")] = None,
     fast_vjp: Annotated[bool | None, typer.Option("--fast-vjp/--no-fast-vjp", help="Gradient of A as one matrix product.")] = None,
+    devices: Annotated[int | None, typer.Option(help="Data-parallel training over this many devices (the batch is split, the model replicated).")] = None,
+    transition: Annotated[str | None, typer.Option(help="Structure of WARP's A: dense (the paper), diagonal-low-rank, or block-diagonal (one block per root layer).")] = None,
+    rank: Annotated[int | None, typer.Option(help="Rank of the low-rank part of a diagonal-low-rank A.")] = None,
+    precision: Annotated[str | None, typer.Option(help="WARP's products with A: float32, tf32 (TF32 tensor cores on a GPU) or bf16 (bfloat16 inputs, float32 state).")] = None,
+    mode: Annotated[str | None, typer.Option(help="recurrent, or convolutional (exact, for training that reads every input from the data: --forcing 1 or classification).")] = None,
     out: Annotated[Path, typer.Option(help="Folder for run directories.")] = Path("runs"),
     resume: Annotated[Path | None, typer.Option(help="Continue a run directory from its last checkpoint.")] = None,
 ):
@@ -179,7 +184,8 @@ def fit_command(
             node_physics=node_physics, budget=budget,
             final=final, forcing=forcing, forcing_schedule=forcing_schedule, optimiser=optimiser,
             grad_clip=grad_clip, grad_clip_value=grad_clip_value, normalise=normalise,
-            uncertainty=uncertainty, patience=patience, fast_vjp=fast_vjp,
+            uncertainty=uncertainty, patience=patience, fast_vjp=fast_vjp, mode=mode, devices=devices, precision=precision,
+            transition=transition, rank=rank,
         )
         run = fit(config, runs_dir=out)
     typer.echo(f"run: {run.path}")

@@ -68,13 +68,18 @@ class FitConfig:
     patience: int = 0
     checkpoint_every: int = 10
     fast_vjp: bool = True
+    mode: str = "recurrent"
+    devices: int = 1
+    precision: str = "float32"
+    transition: str = "dense"
+    rank: int = 8
 
     def __post_init__(self):
         def fail(option, rule, value):
             raise WarpPhysError(f"--{option.replace('_', '-')} {rule}, got {value!r}")
 
         for name in ("epochs", "batch_size", "width", "depth", "val_every", "checkpoint_every",
-                     "hidden", "code"):
+                     "hidden", "code", "devices", "rank"):
             value = getattr(self, name)
             if not isinstance(value, int) or value < 1:
                 fail(name, "must be a positive integer", value)
@@ -96,6 +101,14 @@ class FitConfig:
             fail("uncertainty", "is only available with --model warp", self.uncertainty)
         if self.node_physics and self.model != "node":
             fail("node_physics", "only applies to --model node", self.node_physics)
+        for name, plain in (("precision", "float32"), ("transition", "dense")):
+            if getattr(self, name) != plain and self.model not in ("warp", "warp-phys"):
+                fail(name, "applies to --model warp and warp-phys only", getattr(self, name))
+        if self.mode == "convolutional":
+            if self.model not in ("warp", "warp-phys"):
+                fail("mode", "convolutional applies to --model warp and warp-phys only", self.mode)
+            if self.theta_clip:
+                fail("mode", "convolutional needs a linear recurrence; drop theta_clip", self.mode)
         if not self.seed >= 0:
             fail("seed", "must be >= 0", self.seed)
         choices = {
@@ -108,6 +121,9 @@ class FitConfig:
             "grad_clip": ("global-norm", "elementwise", "none"),
             "forcing_schedule": ("constant", "linear"),
             "physics_form": ("mlp", "direct"),
+            "mode": ("recurrent", "convolutional"),
+            "precision": ("float32", "tf32", "bf16"),
+            "transition": ("dense", "diagonal-low-rank", "block-diagonal"),
             "loss": ("auto", "mse", "nll", "ce"),
             "preset": tuple(PRESETS),
         }

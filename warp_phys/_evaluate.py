@@ -204,6 +204,7 @@ def _build(config: FitConfig, system: System, normaliser, width: int, key):
             final=config.final, clip_bound=config.clip_bound, uncertainty=config.uncertainty,
             sigma_min=config.sigma_min, theta_clip=config.theta_clip,
             root_previous=config.root_previous, fourier=config.fourier, root=root,
+            transition=config.transition, rank=config.rank, precision=config.precision,
             dtype=jnp.float32, key=key,
         )
     if config.model == "gru":

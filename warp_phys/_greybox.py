@@ -106,6 +106,10 @@ class PhysicsRoot(AbstractRoot):
     def size(self) -> int:
         return len(self.index) if self.mlp is None else self.mlp.size
 
+    @property
+    def blocks(self) -> tuple[int, ...]:
+        return (self.size,) if self.mlp is None else self.mlp.blocks
+
     def latent(self, theta: Float[Array, " D"], tau: Float[Array, ""]) -> Float[Array, " u"]:
         """The unconstrained unknowns u at `tau`."""
         if self.mlp is None:

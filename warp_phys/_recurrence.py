@@ -10,13 +10,107 @@ pass yields g_k = dL/de_k for every step (a (T, B, D) array, no D x D carry), an
     dA = einsum("tbi,tbj->ij", g[1:], theta[:-1])
 
 is a single (D, T*B) @ (T*B, D) matrix product.
+
+Also here: structured transitions (A diagonal plus low-rank, or block-diagonal by root
+layer), the precision of the products with A, and the convolutional mode's pieces (the
+kernel A^k C as one chain, and a causal FFT convolution over time).
 """
 
+import abc
 import functools
+import itertools
 from collections.abc import Callable
 
+import equinox as eqx
 import jax
 import jax.numpy as jnp
+import jax.scipy.linalg
+from jaxtyping import Array, Float
+
+
+PRECISIONS = ("float32", "tf32", "bf16")
+
+
+def _product(x, matrix_t, precision: str):
+    """`x @ matrix_t` at `precision` (see `transition`), in x's dtype."""
+    if precision == "bf16":
+        return jnp.matmul(x.astype(jnp.bfloat16), matrix_t.astype(jnp.bfloat16),
+                          preferred_element_type=x.dtype)
+    level = jax.lax.Precision.HIGHEST if precision == "float32" else jax.lax.Precision.DEFAULT
+    return jnp.matmul(x, matrix_t, precision=level)
+
+
+class AbstractTransition(eqx.Module):
+    """A structured D x D transition matrix A, applied without forming it."""
+
+    @abc.abstractmethod
+    def __call__(self, theta: Float[Array, "b D"], precision: str = "float32") -> Float[Array, "b D"]:
+        """`theta @ A.T`."""
+
+    @abc.abstractmethod
+    def dense(self) -> Float[Array, "D D"]:
+        """A as a D x D array."""
+
+
+class DiagonalLowRank(AbstractTransition):
+    """A = diag(diagonal) + left @ right.T (rank r), started at the identity: diagonal 1,
+    left 0, right random (so both factors receive gradients)."""
+
+    diagonal: Float[Array, " D"]
+    left: Float[Array, "D r"]
+    right: Float[Array, "D r"]
+
+    def __init__(self, size: int, rank: int, *, dtype=jnp.float32, key):
+        self.diagonal = jnp.ones(size, dtype)
+        self.left = jnp.zeros((size, rank), dtype)
+        self.right = jax.random.normal(key, (size, rank), dtype) / size**0.5
+
+    def __call__(self, theta, precision="float32"):
+        low = _product(_product(theta, self.right, precision), self.left.T, precision)
+        return theta * self.diagonal + low
+
+    def dense(self):
+        return jnp.diag(self.diagonal) + self.left @ self.right.T
+
+
+class BlockDiagonal(AbstractTransition):
+    """A = blockdiag(A_1, ..., A_L), one block per layer of the root network (theta lists
+    each layer's weights contiguously), each started at the identity."""
+
+    blocks: tuple[Float[Array, "n n"], ...]
+
+    def __init__(self, sizes: tuple[int, ...], *, dtype=jnp.float32):
+        self.blocks = tuple(jnp.eye(n, dtype=dtype) for n in sizes)
+
+    def __call__(self, theta, precision="float32"):
+        edges = list(itertools.accumulate(b.shape[0] for b in self.blocks))[:-1]
+        pieces = jnp.split(theta, edges, axis=-1)
+        return jnp.concatenate([_product(piece, block.T, precision)
+                                for piece, block in zip(pieces, self.blocks)], axis=-1)
+
+    def dense(self):
+        return jax.scipy.linalg.block_diag(*self.blocks)
+
+
+TRANSITIONS = ("dense", "diagonal-low-rank", "block-diagonal")
+
+
+def transition(A, precision: str = "float32") -> Callable:
+    """`theta -> theta @ A.T` for a dense A (a D x D array) or a structured one (an
+    `AbstractTransition`), at a chosen precision, the result in theta's dtype.
+
+    - `float32`: the full precision of the parameters' dtype (XLA's HIGHEST);
+    - `tf32`: XLA's DEFAULT, which lets an NVIDIA GPU use TF32 tensor cores for float32
+      (the same as float32 on a CPU);
+    - `bf16`: A and theta rounded to bfloat16 for the product, accumulated in theta's
+      dtype; a dense A is rounded once, outside any loop over steps.
+    """
+    if precision not in PRECISIONS:
+        raise ValueError(f"precision must be one of {PRECISIONS}, got {precision!r}")
+    if isinstance(A, AbstractTransition):
+        return lambda theta: A(theta, precision)
+    dense = (A.astype(jnp.bfloat16) if precision == "bf16" else A).T
+    return lambda theta: _product(theta, dense, precision)
 
 
 def linear_unroll(run: Callable, A, params, args, *, fast_vjp: bool = True):
@@ -30,7 +124,9 @@ def linear_unroll(run: Callable, A, params, args, *, fast_vjp: bool = True):
     product over all steps (see the module docstring); with `False`, by plain autodiff.
     Both give the same gradients (tested to 1e-6 relative in float64).
     """
-    if not fast_vjp:
+    if not fast_vjp or isinstance(A, AbstractTransition):
+        # A structured A is differentiated by autodiff: its per-step accumulators hold its
+        # own few parameters, not D x D.
         return run(A, params, args, None)[0]
     return _linear_unroll(run, A, params, args)
 
@@ -55,3 +151,51 @@ def _backward(run, residuals, cotangent):
 
 
 _linear_unroll.defvjp(_forward, _backward)
+
+
+# ------------------------------------------------------------------------------ convolution
+# Unrolled, theta_k = A^k theta_0 + sum_{j=1..k} A^(k-j) B dx_j: when every input is read
+# from the data (no feedback of the model's own forecasts), the whole trajectory is a
+# causal convolution of the inputs with the kernel A^j B, plus the free term A^k theta_0.
+
+
+def _powers(A, rows, steps, taps, *, precision="float32"):
+    """`linear_unroll`'s `run` for the chain rows_k = rows_{k-1} @ A.T from `rows`: the
+    states are (rows @ (A^k).T) for k = 0..len(steps)-1, and they are also the output."""
+    first = rows if taps is None else rows + taps[0]
+    apply = transition(A, precision)
+
+    def step(r, k):
+        r = apply(r)
+        r = r if taps is None else r + taps[k]
+        return r, r
+
+    _, rest = jax.lax.scan(step, first, steps[1:])
+    states = jnp.concatenate([first[None], rest])
+    return states, states
+
+
+def powers(A, rows, steps: int, *, fast_vjp: bool = True, precision: str = "float32"):
+    """`out[k] = rows @ (A^k).T` for k < `steps`, shape (steps, n, D): A^k applied to each
+    of the n rows of `rows` (n, D). One matrix-vector chain, differentiated like the
+    recurrence (see `linear_unroll`); products at `precision` (see `transition`)."""
+    run = functools.partial(_powers, precision=precision)
+    return linear_unroll(run, A, rows, jnp.arange(steps), fast_vjp=fast_vjp)
+
+
+def causal_convolution(inputs, kernel):
+    """`out[b, k] = sum_{j <= k} inputs[b, j] @ kernel[k - j]` for inputs (b, T, c) and a
+    kernel (T, c, D), by FFT over time (zero-padded to 2T, so nothing wraps around: the
+    output at step k never sees inputs after k). Returns (b, T, D).
+
+    The channels c are the data's few dimensions, so the product of spectra is a sum of c
+    broadcast products (one fused pass), and the large transforms run along the last axis
+    (measured on a 2-core CPU at b = 256, D = 4898: 13 s against 23 s with time in the
+    middle axis and an einsum)."""
+    steps = inputs.shape[1]
+    n = 2 * steps
+    u = jnp.fft.rfft(inputs, n, axis=1)  # (b, F, c)
+    k = jnp.fft.rfft(kernel, n, axis=0)  # (F, c, D)
+    spectrum = sum(u[:, None, :, i] * k[:, i, :].T[None] for i in range(inputs.shape[-1]))
+    out = jnp.fft.irfft(spectrum, n, axis=-1)[..., :steps]  # (b, D, T)
+    return out.swapaxes(1, 2).astype(inputs.dtype)

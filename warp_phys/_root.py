@@ -40,12 +40,22 @@ class FlatRoot(eqx.Module):
     static: eqx.Module = eqx.field(static=True)
     unravel: Callable = eqx.field(static=True)
     size: int = eqx.field(static=True)
+    blocks: tuple[int, ...] = eqx.field(static=True, default=())
 
     @classmethod
     def split(cls, network: eqx.Module) -> tuple["FlatRoot", Float[Array, " D"]]:
         params, static = eqx.partition(network, eqx.is_array)
         theta, unravel = ravel_pytree(params)
-        return cls(static=static, unravel=unravel, size=theta.shape[0]), theta
+        # theta lists the leaves in tree order, so each layer's weights (all the leaves of
+        # one module: a Linear's weight and bias) form one contiguous block.
+        blocks: list[int] = []
+        owner = None
+        for path, leaf in jax.tree_util.tree_flatten_with_path(params)[0]:
+            if path[:-1] != owner:
+                blocks.append(0)
+                owner = path[:-1]
+            blocks[-1] += leaf.size
+        return cls(static=static, unravel=unravel, size=theta.shape[0], blocks=tuple(blocks)), theta
 
     def network(self, theta: Float[Array, " D"]) -> eqx.Module:
         """The root network whose weights are `theta`."""
@@ -62,6 +72,12 @@ class AbstractRoot(eqx.Module):
     @abc.abstractmethod
     def size(self) -> int:
         """D_theta, the length of the weight vector."""
+
+    @property
+    def blocks(self) -> tuple[int, ...]:
+        """Lengths of the contiguous pieces of theta that belong to one layer each (one
+        piece when the root has no layers), for a block-diagonal transition."""
+        return (self.size,)
 
     @abc.abstractmethod
     def __call__(self, theta: Float[Array, " D"], tau: Float[Array, ""], x: Float[Array, " d"],
@@ -81,6 +97,10 @@ class MLPRoot(AbstractRoot):
     @property
     def size(self) -> int:
         return self.flat.size
+
+    @property
+    def blocks(self) -> tuple[int, ...]:
+        return self.flat.blocks
 
     def network(self, theta: Float[Array, " D"]) -> eqx.Module:
         """The MLP whose weights are `theta`."""

@@ -13,7 +13,6 @@ with the same configuration yet (finished runs are reused), then writes to
 
 import csv
 import io
-import json
 from pathlib import Path
 
 import numpy as np
@@ -34,11 +33,10 @@ def find_run(runs_dir: Path, config: FitConfig) -> Run | None:
     folder = Path(runs_dir) / load_system(config.system).name / config.model
     wanted = config.to_json()
     for path in sorted(folder.glob("*/"), reverse=True):
-        try:
-            saved = json.loads((path / "config.json").read_text())
-        except (OSError, ValueError):
+        try:  # through FitConfig, so options added since the run was made take their defaults
+            saved = Run.load_config(path).to_json()
+        except (OSError, ValueError, TypeError, WarpPhysError):
             continue
-        saved.pop("normaliser", None)
         if saved == wanted and (path / "metrics.json").is_file():
             return Run.open(path)
     return None

@@ -37,8 +37,12 @@ def forced_mask(key, batch: int, steps: int, context: int, probability) -> jax.A
     return ((k < context) | draw).astype(jnp.float32)
 
 
-def loss_fn(model: WARP, x, targets, labels, forced, *, kind: str, loss: str, fast_vjp: bool):
-    mean, sigma = model.unroll(x, forced, fast_vjp=fast_vjp)
+def loss_fn(model: WARP, x, targets, labels, forced, *, kind: str, loss: str, fast_vjp: bool,
+            mode: str = "recurrent"):
+    if mode == "convolutional":  # every input is read from the data: `forced` is all ones
+        mean, sigma = model.convolve(x, fast_vjp=fast_vjp)
+    else:
+        mean, sigma = model.unroll(x, forced, fast_vjp=fast_vjp)
     if kind == "classify":
         return optax.softmax_cross_entropy_with_integer_labels(mean[:, -1], labels).mean()
     prediction, target = mean[:, :-1], targets[:, 1:]
@@ -80,6 +84,34 @@ def lr_scale(opt_state) -> float:
     return float(optax.tree_utils.tree_get(opt_state, "scale"))
 
 
+# ------------------------------------------------------------------------------ devices
+
+
+def data_parallel(devices: int, batch: int):
+    """Shardings for data-parallel training over the first `devices` devices: the model
+    and optimiser state replicated, each minibatch split along its first axis. The same
+    code serves one CPU, several GPUs, and several hosts (after `jax.distributed.initialize()`,
+    `jax.devices()` lists every host's devices)."""
+    available = jax.devices()
+    if devices > len(available):
+        raise WarpPhysError(
+            f"--devices {devices}: only {len(available)} {available[0].platform} device(s) are "
+            "visible here; on a CPU, XLA_FLAGS=--xla_force_host_platform_device_count=N splits it")
+    if batch % devices:
+        raise WarpPhysError(f"--batch-size {batch} does not split evenly over --devices {devices}; "
+                            f"use a multiple of {devices}")
+    mesh = jax.sharding.Mesh(np.asarray(available[:devices]), ("batch",))
+    P = jax.sharding.PartitionSpec
+    return (jax.sharding.NamedSharding(mesh, P()),
+            jax.sharding.NamedSharding(mesh, P("batch")))
+
+
+def shard(array: np.ndarray, sharding) -> jax.Array:
+    """A host array as a global device array: each device (of every host) receives its
+    slice of the batch."""
+    return jax.make_array_from_callback(array.shape, sharding, lambda index: array[index])
+
+
 # ------------------------------------------------------------------------------ fit
 
 
@@ -111,6 +143,12 @@ def fit(config: FitConfig, *, runs_dir: str | Path = "runs", resume: str | Path 
         "ce" if kind == "classify" else "nll" if config.uncertainty else "mse")
     if loss_name == "nll" and not config.uncertainty:
         raise WarpPhysError("--loss nll needs an uncertainty head; add --uncertainty")
+    if config.mode == "convolutional" and kind == "forecast" and (
+            config.forcing < 1.0 or config.forcing_schedule != "constant"):
+        raise WarpPhysError(
+            "--mode convolutional needs every input read from the data, but forecasting with "
+            f"--forcing {config.forcing:g} feeds back the model's own forecasts; use --forcing 1 "
+            "or --mode recurrent")
     data = load_splits(system, config, progress=progress)
     train, val = data["train"], data["val"]
     # A resumed run keeps the normaliser it was trained with.
@@ -130,7 +168,7 @@ def fit(config: FitConfig, *, runs_dir: str | Path = "runs", resume: str | Path 
     if resume is None:
         run_dir = new_run_dir(Path(runs_dir), system.name, config.model)
         write_json(run_dir / "config.json", {**config.to_json(), "normaliser": normaliser.to_json()})
-        write_json(run_dir / "env.json", _environment(config))
+        write_json(run_dir / "env.json", {**_environment(config), "path": _path(config, model)})
         start_epoch, best, history = 1, math.inf, []
     else:
         model, opt_state, state = load_checkpoint(run_dir / "checkpoint.eqx", model, opt_state)
@@ -140,19 +178,23 @@ def fit(config: FitConfig, *, runs_dir: str | Path = "runs", resume: str | Path 
 
     batch = min(config.batch_size, len(train))
     steps_per_epoch = len(train) // batch
+    replicated, sharded = data_parallel(config.devices, batch)
+    model, opt_state = eqx.filter_shard((model, opt_state), replicated)
     context, steps = system.context, system.steps
     forcing_all = kind != "forecast"
 
-    @eqx.filter_jit
+    @eqx.filter_jit(donate="all")
     @eqx.debug.assert_max_traces(max_traces=1)
     def train_step(model, opt_state, x, targets, labels, key, probability):
         forced = forced_mask(key, x.shape[0], steps, context, probability)
         forced = jnp.ones_like(forced) if forcing_all else forced
         loss, grads = eqx.filter_value_and_grad(loss_fn)(
-            model, x, targets, labels, forced, kind=kind, loss=loss_name, fast_vjp=config.fast_vjp)
+            model, x, targets, labels, forced, kind=kind, loss=loss_name, fast_vjp=config.fast_vjp,
+            mode=config.mode)
         params = eqx.filter(model, eqx.is_inexact_array)
         updates, opt_state = optimiser.update(grads, opt_state, params, value=loss)
-        return eqx.apply_updates(model, updates), opt_state, loss
+        model, opt_state = eqx.filter_shard((eqx.apply_updates(model, updates), opt_state), replicated)
+        return model, opt_state, loss
 
     def val_score(model):
         m = metrics(model, val, normaliser, kind)
@@ -172,9 +214,9 @@ def fit(config: FitConfig, *, runs_dir: str | Path = "runs", resume: str | Path 
         for i in range(steps_per_epoch):
             idx = order[i * batch : (i + 1) * batch]
             train_key, step_key = jr.split(train_key)
+            x, targets, labels = (shard(a[idx], sharded) for a in (x_train, t_train, labels_train))
             model_new, opt_state_new, loss = train_step(
-                model, opt_state, x_train[idx], t_train[idx], labels_train[idx], step_key,
-                jnp.asarray(probability, jnp.float32))
+                model, opt_state, x, targets, labels, step_key, jnp.asarray(probability, jnp.float32))
             model, opt_state = model_new, opt_state_new
             total = total + loss
         train_loss = float(total) / steps_per_epoch  # one device fetch per epoch
@@ -218,6 +260,17 @@ def fit(config: FitConfig, *, runs_dir: str | Path = "runs", resume: str | Path 
     return run
 
 
+def _path(config: FitConfig, model) -> str:
+    """Which computation a training step takes, in words (recorded in env.json)."""
+    if config.mode == "recurrent":
+        return "recurrent: one (batch x D) @ (D x D) product per step"
+    if model.shares_theta0:
+        return ("convolutional, shared theta_0: the kernel A^j B and A^k theta_0 in one chain "
+                "of T matrix-vector products, the inputs by FFT convolution")
+    return ("convolutional, per-sequence theta_0 (hypernetwork): the inputs by FFT "
+            "convolution, A^k theta_0 by the batched recurrence")
+
+
 def _forcing(config: FitConfig, epoch: int) -> float:
     if config.forcing_schedule == "linear":  # from always forced down to `forcing`
         return 1.0 - (1.0 - config.forcing) * min(1.0, (epoch - 1) / max(1, config.epochs - 1))
@@ -249,6 +302,7 @@ def _environment(config: FitConfig) -> dict:
         "packages": versions,
         "devices": [str(d) for d in jax.devices()],
         "backend": jax.default_backend(),
-        "precision": "float32 parameters and activations; data generated in float64",
+        "precision": (f"float32 parameters and activations; WARP's products with A at "
+                      f"{config.precision}; data generated in float64"),
         "seed": config.seed,
     }

@@ -17,7 +17,10 @@ import jax.numpy as jnp
 import jax.random as jr
 from jaxtyping import Array, Float, PRNGKeyArray
 
-from ._recurrence import linear_unroll
+from ._recurrence import (
+    PRECISIONS, TRANSITIONS, AbstractTransition, BlockDiagonal, DiagonalLowRank, causal_convolution,
+    linear_unroll, powers, transition,
+)
 from ._root import (
     ACTIVATIONS, FINALS, AbstractFinal, AbstractRoot, DynamicTanh, NoFinal, SymmetricClip, mlp_root,
 )
@@ -69,7 +72,7 @@ class WARP(eqx.Module):
         ICLR 2026 (arXiv:2506.01153).
     """
 
-    A: Float[Array, "D D"]
+    A: Float[Array, "D D"] | AbstractTransition
     B: Float[Array, "D d"]
     init: Hypernetwork | LearnedInit
     final: AbstractFinal
@@ -80,6 +83,7 @@ class WARP(eqx.Module):
     uncertainty: bool = eqx.field(static=True)
     sigma_min: float = eqx.field(static=True)
     theta_clip: float = eqx.field(static=True)
+    precision: str = eqx.field(static=True, default="float32")
 
     @property
     def size(self) -> int:
@@ -119,6 +123,50 @@ class WARP(eqx.Module):
         run = jax.tree_util.Partial(_run, static)
         return linear_unroll(run, A, params, (x, forced), fast_vjp=fast_vjp)
 
+    def transition_matrix(self) -> Float[Array, "D D"]:
+        """A as a D x D array, whatever its structure."""
+        return self.A.dense() if isinstance(self.A, AbstractTransition) else self.A
+
+    @property
+    def shares_theta0(self) -> bool:
+        """Whether every sequence starts from the same theta_0 (learned, not phi(x_0))."""
+        return isinstance(self.init, LearnedInit)
+
+    def convolve(self, x: Float[Array, "b T d"], *, fast_vjp: bool = True):
+        """The non-autoregressive unroll (every input read from `x`) in convolutional mode,
+        equal to `unroll(x, ones)` up to rounding:
+
+            theta_k = A^k theta_0 + sum_{j=1..k} (A^(k-j) B) (x_j - x_{j-1})
+
+        The kernel A^j B is one chain of T matrix-vector products with A whatever the
+        batch size, and the sum a causal FFT convolution over time. With a shared theta_0
+        (`init="learned"`) the free term A^k theta_0 joins the same chain, so nothing costs
+        batch x T x D^2; with a hypernetwork each sequence's theta_0 differs and A^k theta_0
+        needs the batched recurrence (`powers` over the batch). Not available with
+        `theta_clip`, which makes the recurrence nonlinear.
+
+        **Returns:** `(mean, sigma)` as `unroll`.
+        """
+        if self.theta_clip:
+            raise ValueError("the convolutional mode needs a linear recurrence; theta_clip "
+                             "clips theta after each update")
+        steps = x.shape[1]
+        theta0 = jax.vmap(self.init)(x[:, 0])
+        dx = jnp.concatenate([jnp.zeros_like(x[:, :1]), jnp.diff(x, axis=1)], axis=1)
+        d = self.data_size
+        if self.shares_theta0:
+            chain = powers(self.A, jnp.concatenate([self.B.T, theta0[:1]]), steps,
+                           fast_vjp=fast_vjp, precision=self.precision)
+            free = chain[:, d][None]  # (1, T, D), the same for every sequence
+        else:
+            chain = powers(self.A, self.B.T, steps, fast_vjp=fast_vjp, precision=self.precision)
+            free = powers(self.A, theta0, steps, fast_vjp=fast_vjp,
+                          precision=self.precision).swapaxes(0, 1)
+        thetas = free + causal_convolution(dx, chain[:, :d])
+        taus = self.tau(jnp.arange(1, steps + 1)).astype(x.dtype)
+        per_step = jax.vmap(self.readout, in_axes=(0, 0, 0, None))
+        return jax.vmap(per_step, in_axes=(0, None, 0, 0))(thetas, taus, x, x[:, 0])
+
     def states(self, x: Float[Array, "b T d"], forced: Float[Array, "b T"]) -> Float[Array, "T b D"]:
         """The weight trajectories theta_k, shape (T, batch, D)."""
         rest = eqx.tree_at(lambda m: m.A, self, replace=None)
@@ -127,8 +175,8 @@ class WARP(eqx.Module):
 
 
 def _run(static, A, params, args, taps):
-    """The WARP recurrence over a batch; A enters only as `theta @ A.T` (see
-    `linear_unroll`)."""
+    """The WARP recurrence over a batch; A enters only as `theta @ A.T`, at the model's
+    precision (see `linear_unroll` and `transition`)."""
     model = eqx.combine(params, static)
     x, forced = args
     theta0 = jax.vmap(model.init)(x[:, 0])
@@ -144,10 +192,12 @@ def _run(static, A, params, args, taps):
     theta0 = clip(tap(theta0, 0))
     mean0, sigma0 = readout(theta0, model.tau(1), x0, x0)
 
+    apply_A = transition(A, model.precision)
+
     def step(carry, k):
         theta, x_prev, forecast = carry
         x_in = jnp.where(forced[:, k, None] > 0, x[:, k], forecast)
-        theta = theta @ A.T + (x_in - x_prev) @ model.B.T
+        theta = apply_A(theta) + (x_in - x_prev) @ model.B.T
         theta = clip(tap(theta, k))
         mean, sigma = readout(theta, model.tau(k + 1), x_in, x0)
         return (theta, x_in, mean), (theta, mean, sigma)
@@ -179,6 +229,9 @@ def make_warp(
     root_previous: bool = False,
     fourier: int = 0,
     root: tuple[AbstractRoot, Float[Array, " D"]] | None = None,
+    transition: str = "dense",
+    rank: int = 8,
+    precision: str = "float32",
     dtype=jnp.float32,
     key: PRNGKeyArray,
 ) -> WARP:
@@ -202,14 +255,24 @@ def make_warp(
     - `root`: a root and its initial weights, in place of the MLP root (a grey-box root
       from `warp_phys.physics_root`, for WARP-Phys); `width`, `depth`, `activation`,
       `root_previous` and `fourier` then do not apply.
+    - `transition`: the structure of A: `"dense"` (D x D, the paper),
+      `"diagonal-low-rank"` (diag + a rank-`rank` product, D (1 + 2 rank) parameters) or
+      `"block-diagonal"` (one dense block per layer of the root). Each starts at I.
+    - `precision`: of the products with A in the recurrence, `"float32"` (full),
+      `"tf32"` (TF32 tensor cores on an NVIDIA GPU) or `"bf16"` (bfloat16 inputs, the
+      state and the accumulation stay in `dtype`).
     - `dtype`: the parameters' dtype.
     - `key`: a JAX PRNG key.
     """
+    if precision not in PRECISIONS:
+        raise ValueError(f"precision must be one of {PRECISIONS}, got {precision!r}")
+    if transition not in TRANSITIONS:
+        raise ValueError(f"transition must be one of {TRANSITIONS}, got {transition!r}")
     if final not in FINALS:
         raise ValueError(f"final must be one of {sorted(FINALS)}, got {final!r}")
     if init not in ("hypernetwork", "learned"):
         raise ValueError(f"init must be 'hypernetwork' or 'learned', got {init!r}")
-    root_key, hyper_key = jr.split(key)
+    root_key, hyper_key = jr.split(key)  # (kept as it was: runs reproduce across versions)
     if root is None:
         root, theta0 = mlp_root(data_size, out_size * (2 if uncertainty else 1), width=width,
                                 depth=depth, activation=activation, fourier=fourier,
@@ -230,8 +293,14 @@ def make_warp(
         final_fn = DynamicTanh(dtype)
     else:
         final_fn = NoFinal()
+    if transition == "diagonal-low-rank":
+        A = DiagonalLowRank(size, rank, dtype=dtype, key=jr.fold_in(key, 2))
+    elif transition == "block-diagonal":
+        A = BlockDiagonal(root.blocks, dtype=dtype)
+    else:
+        A = jnp.eye(size, dtype=dtype)
     model = WARP(
-        A=jnp.eye(size, dtype=dtype),
+        A=A,
         B=jnp.zeros((size, data_size), dtype=dtype),
         init=initial,
         final=final_fn,
@@ -242,5 +311,6 @@ def make_warp(
         uncertainty=uncertainty,
         sigma_min=sigma_min,
         theta_clip=theta_clip,
+        precision=precision,
     )
     return model

@@ -209,5 +209,5 @@ def transition_matrices(model: WARP) -> dict[str, np.ndarray]:
     A starts at the identity: `A - I` is what training changed."""
     if not isinstance(model, WARP):
         raise WarpPhysError(f"A and B belong to WARP models, not {type(model).__name__}")
-    A, B = np.asarray(model.A, np.float64), np.asarray(model.B, np.float64)
+    A, B = np.asarray(model.transition_matrix(), np.float64), np.asarray(model.B, np.float64)
     return {"A": A, "B": B, "eigenvalues": np.linalg.eigvals(A)}
