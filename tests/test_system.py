@@ -95,3 +95,11 @@ def test_distributions_sample_their_boxes():
     assert set(choice.sample(rng, 200, "ood")) == {1.0, 2.0, 5.0}
     assert set(choice.sample(rng, 200, "train")) == {1.0, 2.0}
     np.testing.assert_array_equal(choice.index(np.array([2.0, 1.0])), [1, 0])
+
+
+def test_every_distribution_has_bounds():
+    assert wp.Uniform(train=(1.0, 2.0), ood=(0.5, 3.0)).bounds("ood") == (0.5, 3.0)
+    assert wp.Uniform(train=(1.0, 2.0)).bounds("ood") == (1.0, 2.0)  # no OoD range: the train one
+    assert wp.LogUniform(train=(0.1, 10.0)).bounds("train") == (0.1, 10.0)
+    assert wp.Choice(train=[3, -1, 2], ood=[5, 3, -1, 2]).bounds("train") == (-1.0, 3.0)
+    assert wp.Choice(train=[3, -1, 2], ood=[5, 3, -1, 2]).bounds("ood") == (-1.0, 5.0)

@@ -40,6 +40,10 @@ class AbstractDistribution(abc.ABC):
     def describe(self, box: Box) -> str:
         """The box as short text, e.g. `[0.5, 1.5]`."""
 
+    @abc.abstractmethod
+    def bounds(self, box: Box) -> tuple[float, float]:
+        """The smallest interval `(low, high)` holding every value of the `box`."""
+
     def check(self, name: str) -> None:
         """Raise `WarpPhysError` naming `name` if the declaration is invalid."""
 
@@ -190,6 +194,10 @@ class Choice(AbstractDistribution):
 
     def describe(self, box: Box) -> str:
         return "{" + ", ".join(f"{v:g}" for v in self._values(box)) + "}"
+
+    def bounds(self, box: Box) -> tuple[float, float]:
+        values = self._values(box)
+        return min(values), max(values)
 
     def index(self, values: np.ndarray) -> np.ndarray:
         """The position of each value in `train`: the class index of a label."""

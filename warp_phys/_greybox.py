@@ -39,7 +39,6 @@ import sympy as sp
 from jaxtyping import Array, Float, PRNGKeyArray
 
 from ._compile import CompiledSystem, compile_system
-from ._distributions import Choice, _AbstractInterval
 from ._errors import WarpPhysError
 from ._root import ACTIVATIONS, AbstractRoot, FlatRoot
 from ._system import System
@@ -51,14 +50,9 @@ FORMS = ("direct", "mlp")
 def _scale(dist) -> tuple[bool, float, float]:
     """(log?, centre, half-width) of a parameter, from its training range (the OoD range
     when the training range is a single value)."""
-    if isinstance(dist, Choice):
-        values = [float(v) for v in dist.train]
-        low, high = min(values), max(values)
-    else:
-        assert isinstance(dist, _AbstractInterval)
-        low, high = dist.bounds("train")
-        if low == high:
-            low, high = dist.bounds("ood")
+    low, high = dist.bounds("train")
+    if low == high:
+        low, high = dist.bounds("ood")
     log = low > 0
     if log:
         low, high = np.log(low), np.log(high)

@@ -48,10 +48,7 @@ def box_distance(system: System, params: np.ndarray) -> np.ndarray:
     width (0 inside the box)."""
     out = np.zeros(len(params))
     for i, s in enumerate(system.free_parameters):
-        dist = system.parameters[s]
-        if not hasattr(dist, "bounds"):
-            continue
-        low, high = dist.bounds("train")
+        low, high = system.parameters[s].bounds("train")
         beyond = np.maximum(0.0, np.maximum(low - params[:, i], params[:, i] - high))
         out += (beyond / max(high - low, 1e-12)) ** 2
     return np.sqrt(out)
