@@ -1,15 +1,13 @@
 """Baselines that WARP is compared with: a GRU, an LSTM, a Neural ODE and a Neural CDE.
 
-Every baseline reads its inputs exactly as WARP does and returns what WARP returns, so
-the training loop, the metrics and the analysis take any of them unchanged:
-
-    x_in_k = x_k                 where step k is forced (always at k = 0)
-    x_in_k = mean_{k-1}          elsewhere (the model's own previous forecast)
-    mean_k = forecast of x_{k+1} from x_in_0 .. x_in_k
+Every baseline reads its inputs exactly as WARP does (`_feedback.py`: the truth where a
+step is forced, its own previous forecast elsewhere) and returns what WARP returns, so
+the training loop, the metrics and the analysis take any of them unchanged; mean_k is
+the forecast of x_{k+1} from x_in_0 .. x_in_k.
 
 `unroll(x, forced)` returns `(mean, None)` with `mean` of shape (batch, T, out), and
-`states(x, forced)` the hidden states, shape (T, batch, H). Each model runs one
-`jax.lax.scan` over time of a cell that is vmapped over the batch. The Neural ODE and the
+`states(x, forced)` the hidden states, shape (T, batch, H). Each model runs
+`feedback_scan` over time with a cell that is vmapped over the batch. The Neural ODE and the
 Neural CDE integrate each sampling interval with `SUBSTEPS` = 2 equal Tsit5 steps.
 """
 
@@ -24,6 +22,8 @@ import jax.random as jr
 import numpy as np
 from jaxtyping import Array, Float, PRNGKeyArray
 
+from ._feedback import feedback_scan
+
 
 # Solver steps per sampling interval for the differential-equation baselines.
 SUBSTEPS = 2
@@ -34,16 +34,6 @@ def param_count(model: eqx.Module) -> int:
     array leaves (what the optimiser sees)."""
     leaves = jax.tree_util.tree_leaves(eqx.filter(model, eqx.is_inexact_array))
     return sum(leaf.size for leaf in leaves)
-
-
-def _select(forced_k: Float[Array, " b"], truth: Float[Array, "b d"],
-            forecast: Float[Array, "b out"]) -> Float[Array, "b d"]:
-    """x_in_k: the truth where step k is forced, the model's own forecast elsewhere. A
-    model whose output is not a forecast of x (a classifier with out != d) always reads
-    the truth."""
-    if forecast.shape != truth.shape:
-        return truth
-    return jnp.where(forced_k[:, None] > 0, truth, forecast)
 
 
 def _solve(term: diffrax.AbstractTerm, dt: float, y0: Float[Array, " n"], args=None):
@@ -161,15 +151,8 @@ class RNN(AbstractBaseline):
         zeros = jnp.zeros((batch, self.cell.hidden_size), x.dtype)
         state = (zeros, zeros) if isinstance(self.cell, eqx.nn.LSTMCell) else zeros
         cell = jax.vmap(self._step, in_axes=(0, 0, None))
-        forced = forced.at[:, 0].set(1)
-
-        def step(carry, k):
-            state, forecast = carry
-            state, h, mean = cell(state, _select(forced[:, k], x[:, k], forecast), k)
-            return (state, mean), (h, mean)
-
         forecast = jnp.zeros((batch, self.out_size), x.dtype)  # never read: step 0 is forced
-        _, (hs, means) = jax.lax.scan(step, (state, forecast), jnp.arange(steps))
+        hs, means = feedback_scan(cell, state, x, forced.at[:, 0].set(1), forecast)
         return means.swapaxes(0, 1), hs
 
 
@@ -288,20 +271,14 @@ class NeuralODE(AbstractBaseline):
         t = jnp.asarray(self.t0 + k * self.dt, x_in.dtype)
         y = self.forecast(x_in, code, t)
         mean = y if self.classifier is None else self.classifier(jnp.concatenate([y, code]))
-        return code, y, mean
+        return code, code, mean
 
     def _run(self, x, forced):
-        batch, steps, _ = x.shape
+        batch, _, _ = x.shape
         cell = jax.vmap(self._step, in_axes=(0, 0, None))
-        forced = forced.at[:, 0].set(1)
-
-        def step(carry, k):
-            code, y = carry
-            code, y, mean = cell(code, _select(forced[:, k], x[:, k], y), k)
-            return (code, y), (code, mean)
-
         code = jnp.zeros((batch, self.encoder.hidden_size), x.dtype)
-        _, (codes, means) = jax.lax.scan(step, (code, x[:, 0]), jnp.arange(steps))
+        forecast = jnp.zeros((batch, self.out_size), x.dtype)  # never read: step 0 is forced
+        codes, means = feedback_scan(cell, code, x, forced.at[:, 0].set(1), forecast)
         return means.swapaxes(0, 1), codes
 
 
@@ -486,16 +463,15 @@ class NeuralCDE(AbstractBaseline):
         z = jax.vmap(self.initial)(jnp.concatenate([t, x[:, 0]], axis=1))
         mean = jax.vmap(self.readout)(z)
 
-        def step(carry, k):
-            z, x_prev, slope, mean = carry
-            x_in = _select(forced[:, k], x[:, k], mean)
+        def step(carry, x_in, k):
+            z, x_prev, slope = carry
             secant = (x_in - x_prev) / self.dt
             slope = jnp.where(k == 1, secant, slope)
             z, mean = cell(z, jnp.asarray((k - 1) * self.dt, x.dtype), x_prev, x_in, slope)
-            return (z, x_in, secant, mean), (z, mean)
+            return (z, x_in, secant), z, mean
 
-        carry = (z, x[:, 0], jnp.zeros_like(x[:, 0]), mean)
-        _, (zs, means) = jax.lax.scan(step, carry, jnp.arange(1, x.shape[1]))
+        carry = (z, x[:, 0], jnp.zeros_like(x[:, 0]))
+        zs, means = feedback_scan(step, carry, x, forced, mean, start=1)
         zs = jnp.concatenate([z[None], zs])
         means = jnp.concatenate([mean[None], means]).swapaxes(0, 1)
         return means, zs

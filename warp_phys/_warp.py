@@ -17,6 +17,7 @@ import jax.numpy as jnp
 import jax.random as jr
 from jaxtyping import Array, Float, PRNGKeyArray
 
+from ._feedback import feedback_scan
 from ._recurrence import (
     PRECISIONS, TRANSITIONS, AbstractTransition, BlockDiagonal, DiagonalLowRank, causal_convolution,
     linear_unroll, powers, transition,
@@ -194,16 +195,14 @@ def _run(static, A, params, args, taps):
 
     apply_A = transition(A, model.precision)
 
-    def step(carry, k):
-        theta, x_prev, forecast = carry
-        x_in = jnp.where(forced[:, k, None] > 0, x[:, k], forecast)
+    def step(carry, x_in, k):
+        theta, x_prev = carry
         theta = apply_A(theta) + (x_in - x_prev) @ model.B.T
         theta = clip(tap(theta, k))
         mean, sigma = readout(theta, model.tau(k + 1), x_in, x0)
-        return (theta, x_in, mean), (theta, mean, sigma)
+        return (theta, x_in), (theta, sigma), mean
 
-    steps = jnp.arange(1, x.shape[1])
-    _, (thetas, means, sigmas) = jax.lax.scan(step, (theta0, x[:, 0], mean0), steps)
+    (thetas, sigmas), means = feedback_scan(step, (theta0, x0), x, forced, mean0, start=1)
     thetas = jnp.concatenate([theta0[None], thetas])
     means = jnp.concatenate([mean0[None], means]).swapaxes(0, 1)
     if sigma0 is not None:

@@ -1,0 +1,42 @@
+"""The input rule every sequence model here shares, and the one loop that applies it:
+
+    x_in_k = x_k          where step k is forced (always at k = 0)
+    x_in_k = mean_{k-1}   elsewhere (the model's own previous forecast)
+
+A model supplies a cell `cell(carry, x_in, k) -> (carry, state, mean)` over a batch;
+`feedback_scan` runs it with `jax.lax.scan` over time.
+"""
+
+from collections.abc import Callable
+
+import jax
+import jax.numpy as jnp
+from jaxtyping import Array, Float
+
+
+def select(forced_k: Float[Array, " b"], truth: Float[Array, "b d"],
+           forecast: Float[Array, "b out"]) -> Float[Array, "b d"]:
+    """x_in_k: the truth where step k is forced, the model's own forecast elsewhere. A
+    model whose output is not a forecast of x (a classifier with out != d) always reads
+    the truth."""
+    if forecast.shape != truth.shape:
+        return truth
+    return jnp.where(forced_k[:, None] > 0, truth, forecast)
+
+
+def feedback_scan(cell: Callable, carry, x: Float[Array, "b T d"], forced: Float[Array, "b T"],
+                  forecast: Float[Array, "b out"], *, start: int = 0):
+    """Run `cell` over steps `start`..T-1, feeding each step `select(forced, x, previous
+    mean)`; `forecast` is the mean before step `start` (never read where that step is
+    forced).
+
+    **Returns:** `(states, means)`, stacked over the steps run: `states` as the cell
+    returns them (leading axis time), `means` of shape (steps, b, out).
+    """
+    def step(scan_carry, k):
+        carry, previous = scan_carry
+        carry, state, mean = cell(carry, select(forced[:, k], x[:, k], previous), k)
+        return (carry, mean), (state, mean)
+
+    _, (states, means) = jax.lax.scan(step, (carry, forecast), jnp.arange(start, x.shape[1]))
+    return states, means
