@@ -10,6 +10,7 @@ import dataclasses
 from typing import Any
 
 from ._errors import WarpPhysError
+from ._recurrence import PRECISIONS, TRANSITIONS
 
 
 MODELS = ("warp", "warp-phys", "node", "ncde", "gru", "lstm")
@@ -122,8 +123,8 @@ class FitConfig:
             "forcing_schedule": ("constant", "linear"),
             "physics_form": ("mlp", "direct"),
             "mode": ("recurrent", "convolutional"),
-            "precision": ("float32", "tf32", "bf16"),
-            "transition": ("dense", "diagonal-low-rank", "block-diagonal"),
+            "precision": PRECISIONS,
+            "transition": TRANSITIONS,
             "loss": ("auto", "mse", "nll", "ce"),
             "preset": tuple(PRESETS),
         }
