@@ -44,6 +44,45 @@ def test_root_with_true_parameters_reproduces_the_data(name, route):
                                    atol=1e-5 * scale, rtol=0)
 
 
+@pytest.mark.parametrize("name", ["msd", "lotka-volterra"])
+def test_one_interval_root_steps_the_true_state_forward(name):
+    # previous=True: the physics runs from the step's input x_k over one interval, so with
+    # the true parameters it maps x_k to x_{k+1} (and is refused for a closed form).
+    system = wp.load_system(name)
+    data = wp.generate(system, "test-ood", 2, seed=3, cache=False)
+    root, _ = physics_root(system, form="direct", previous=True, rtol=1e-9, atol=1e-9,
+                           dtype=jnp.float64, key=jr.PRNGKey(0))
+    steps = data.y.shape[1]
+    taus = jnp.arange(1, steps) / (steps - 1)
+    for i in range(2):
+        theta = encode(root, jnp.asarray(data.params[i]))
+        x = jnp.asarray(data.inputs[i])
+        out = jax.vmap(lambda tau, xk: root(theta, tau, xk, x[0]))(taus, x[:-1])
+        np.testing.assert_allclose(out, data.y[i, 1:], atol=1e-6 * np.abs(data.y[i]).max())
+        # It really reads x_k: a different input gives a different forecast.
+        assert not np.allclose(root(theta, taus[5], x[3], x[0]), out[5])
+    with pytest.raises(wp.WarpPhysError, match="closed form"):
+        physics_root(wp.load_system("sine"), previous=True, key=jr.PRNGKey(0))
+
+
+@pytest.mark.parametrize("previous", [False, True])
+def test_warp_phys_with_the_true_parameters_forecasts_autoregressively(previous):
+    # Through WARP's feedback loop: after the context the one-interval root starts from
+    # the model's own forecasts, and still reproduces the trajectory.
+    from warp_phys._evaluate import inference_mask
+
+    system = wp.load_system("msd")
+    data = wp.generate(system, "test-ood", 1, seed=2, cache=False)
+    root, _ = physics_root(system, form="direct", previous=previous, dtype=jnp.float64,
+                           key=jr.PRNGKey(0))
+    model = wp.make_warp(2, 2, system.steps, init="learned",
+                         root=(root, encode(root, jnp.asarray(data.params[0]))),
+                         dtype=jnp.float64, key=jr.PRNGKey(0))
+    forced = inference_mask("forecast", 1, system.steps, system.context)
+    mean, _ = model.unroll(jnp.asarray(data.inputs), jnp.asarray(forced))
+    np.testing.assert_allclose(mean[0, :-1], data.y[0, 1:], atol=1e-5 * np.abs(data.y).max())
+
+
 def test_expm_route_matches_diffrax():
     system = wp.load_system("msd")
     data = wp.generate(system, "test-paper", 2, seed=0, cache=False)
@@ -175,3 +214,11 @@ def test_parameter_report_adds_the_identifiable_matrix_entries():
     np.testing.assert_allclose(true[:, 3], -data["test-id"].params[:, 1] / data["test-id"].params[:, 0])
     summary = report["summary"]["test-id"]["M[1,0]"]
     assert summary["mae"] == pytest.approx(np.mean(np.abs(inferred[:, 3] - true[:, 3])))
+
+
+def test_quick_preset_starts_the_physics_from_the_previous_step_where_it_can():
+    assert wp.make_config("msd", "quick", model="warp-phys").root_previous
+    assert wp.make_config("lotka-volterra", "quick", model="warp-phys").root_previous
+    assert not wp.make_config("sine", "quick", model="warp-phys").root_previous  # closed form
+    assert not wp.make_config("msd", "quick", model="warp").root_previous
+    assert not wp.make_config("msd", "paper", model="warp-phys").root_previous  # the paper's form

@@ -63,7 +63,7 @@ def test_box_distance():
 
 def test_study_trains_then_reuses_runs(tmp_path, capsys):
     argv = ["study", "msd", "--models", "warp,gru", "--seeds", "2", "--out", str(tmp_path),
-            *TINY]
+            "--ensemble", *TINY]
     with pytest.raises(SystemExit) as exit_info:
         main(argv)
     assert exit_info.value.code == 0
@@ -80,6 +80,8 @@ def test_study_trains_then_reuses_runs(tmp_path, capsys):
         assert float(row["test-ood_mse_std"]) == pytest.approx(np.std(seeds))
         assert int(row["parameters"]) > 0
     assert "| warp |" in first and (folder / "distance.png").stat().st_size > 0
+    # The two seeds of each model trained together, as one vmapped ensemble.
+    assert all(json.loads((p / "env.json").read_text())["ensemble"] == 2 for p in runs)
     # Run again: every run is reused, nothing trains.
     with pytest.raises(SystemExit):
         main(argv)
@@ -93,3 +95,18 @@ def test_study_refuses_unknown_models(capsys):
         main(["study", "msd", "--models", "warp,transformer"])
     assert exit_info.value.code == 2
     assert "transformer" in capsys.readouterr().err
+
+
+def test_grey_box_seeds_are_not_stacked():
+    # Each seed's normaliser lives in its grey-box root as static data, so the seeds of
+    # warp-phys have no common structure and fit_ensemble trains them one by one; those
+    # of black-box WARP stack.
+    from warp_phys._evaluate import Normaliser
+    from warp_phys._train import _stackable
+
+    system = wp.load_system("msd")
+    normalisers = [Normaliser(np.zeros(2), np.ones(2)), Normaliser(np.zeros(2), np.full(2, 2.0))]
+    for model, stackable in (("warp-phys", False), ("warp", True)):
+        config = wp.make_config("msd", "quick", model=model)
+        models = [build_model(config, system, n, key=jr.PRNGKey(i)) for i, n in enumerate(normalisers)]
+        assert _stackable(models) is stackable

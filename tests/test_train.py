@@ -158,3 +158,38 @@ def test_structured_transitions_train_and_reload(transition, tmp_path):
                                       "block-diagonal": "BlockDiagonal"}[transition]
     assert run.evaluate()["test-id"]["mse"] == pytest.approx(run.metrics["splits"]["test-id"]["mse"],
                                                              rel=1e-6)
+
+
+@pytest.mark.parametrize("model", ["warp", "node"])
+def test_an_ensemble_trains_each_seed_as_fit_would(model, tmp_path):
+    # One vmapped step over two seeds: each member has its own data, batches and keys, so
+    # it follows the run fit() makes for its seed (to float rounding), in its own folder.
+    # WARP goes through its custom VJP; the Neural ODE holds functions (its activations)
+    # among its leaves; the study test trains a GRU ensemble.
+    small = {} if model == "warp" else dict(epochs=2, hidden=8, code=4)
+    configs = [tiny_config(model=model, seed=s, **small) for s in (0, 1)]
+    together = wp.fit_ensemble(configs, runs_dir=tmp_path / "together", progress=False)
+    for config, member in zip(configs, together):
+        alone = wp.fit(config, runs_dir=tmp_path / "alone", progress=False)
+        assert member.config == config
+        assert [loss for _, loss in _losses(member)] == pytest.approx(
+            [loss for _, loss in _losses(alone)], rel=1e-5)
+        assert member.metrics["splits"]["test-id"]["mse"] == pytest.approx(
+            alone.metrics["splits"]["test-id"]["mse"], rel=1e-4)
+        assert json.loads((member.path / "env.json").read_text())["ensemble"] == 2
+    assert _losses(together[0]) != _losses(together[1])
+    if model != "warp":
+        return
+    # A member resumes on its own, from its own checkpoint.
+    data = json.loads((together[1].path / "config.json").read_text())
+    data["epochs"] = 4
+    (together[1].path / "config.json").write_text(json.dumps(data))
+    resumed = wp.fit(None, resume=together[1].path, progress=False)
+    assert [e for e, _ in _losses(resumed)] == [1, 2, 3, 4]
+
+
+def test_an_ensemble_refuses_configurations_that_differ_beyond_the_seed(tmp_path):
+    with pytest.raises(wp.WarpPhysError, match="differ in more than their seed"):
+        wp.fit_ensemble([tiny_config(seed=0), tiny_config(seed=1, lr=1e-2)], runs_dir=tmp_path)
+    with pytest.raises(wp.WarpPhysError, match="distinct seeds"):
+        wp.fit_ensemble([tiny_config(seed=0), tiny_config(seed=0)], runs_dir=tmp_path)

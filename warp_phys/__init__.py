@@ -35,7 +35,7 @@ from ._study import study as study
 from ._splits import in_box as in_box, sample_draws as sample_draws
 from ._system import SPLITS as SPLITS, System as System
 from ._tasks import AbstractTask as AbstractTask, Forecast as Forecast, RepeatCopy as RepeatCopy
-from ._train import fit as fit
+from ._train import fit as fit, fit_ensemble as fit_ensemble
 from ._warp import WARP as WARP, make_warp as make_warp
 from . import analysis as analysis
 

@@ -143,6 +143,7 @@ def fit_command(
     init: Annotated[str | None, typer.Option(help="theta_0: hypernetwork or learned.")] = None,
     physics_form: Annotated[str | None, typer.Option(help="warp-phys: mlp (theta = weights of an MLP of tau giving the parameters) or direct (theta = the parameters).")] = None,
     physics_reach: Annotated[float | None, typer.Option(help="warp-phys: how many half-widths of its training range a parameter may leave the centre by.")] = None,
+    root_previous: Annotated[bool | None, typer.Option("--root-previous/--no-root-previous", help="warp: the root also reads the step's input; warp-phys: the physics runs one interval from the step's input instead of from x0.")] = None,
     hidden: Annotated[int | None, typer.Option(help="node, ncde, gru, lstm: hidden size.")] = None,
     node_physics: Annotated[bool | None, typer.Option("--node-physics/--no-node-physics", help="node: add the declared vector field as a known term.")] = None,
     budget: Annotated[int | None, typer.Option(help="Size the model's width to about this many trainable parameters.")] = None,
@@ -180,7 +181,7 @@ def fit_command(
             system, preset, model=model, epochs=epochs, batch_size=batch_size, lr=lr,
             a_lr_scale=a_lr_scale, seed=seed,
             n_train=n_train, n_val=n_val, n_test=n_test, width=width, depth=depth, init=init,
-            physics_form=physics_form, physics_reach=physics_reach, hidden=hidden,
+            physics_form=physics_form, physics_reach=physics_reach, root_previous=root_previous, hidden=hidden,
             node_physics=node_physics, budget=budget,
             final=final, forcing=forcing, forcing_schedule=forcing_schedule, optimiser=optimiser,
             grad_clip=grad_clip, grad_clip_value=grad_clip_value, normalise=normalise,
@@ -247,6 +248,7 @@ def study_command(
     n_test: Annotated[int | None, typer.Option(help="Trajectories per test split.")] = None,
     batch_size: Annotated[int | None, typer.Option(help="Minibatch size.")] = None,
     budget: Annotated[int | None, typer.Option(help="Size every model to about this many trainable parameters.")] = None,
+    ensemble: Annotated[bool, typer.Option("--ensemble/--no-ensemble", help="Train the missing seeds of a model together, as one vmapped model (equal to one by one up to float rounding; on a 2-core CPU no faster, see benchmarks/ensemble.py; a grey-box model trains its seeds one by one).")] = False,
     out: Annotated[Path, typer.Option(help="Folder for run directories and the study.")] = Path("runs"),
 ):
     """Train several models over several seeds (reusing finished runs) and compare them on
@@ -259,8 +261,9 @@ def study_command(
     if not names or unknown:
         raise WarpPhysError(f"--models: unknown model(s) {', '.join(unknown) or '(none given)'}; "
                             f"choose from {', '.join(MODELS)}")
-    folder = study(system, names, seeds, preset, runs_dir=out, epochs=epochs, n_train=n_train,
-                   n_val=n_val, n_test=n_test, batch_size=batch_size, budget=budget)
+    folder = study(system, names, seeds, preset, runs_dir=out, ensemble=ensemble, epochs=epochs,
+                   n_train=n_train, n_val=n_val, n_test=n_test, batch_size=batch_size,
+                   budget=budget)
     typer.echo((folder / "study.md").read_text())
     typer.echo(f"study: {folder}")
 

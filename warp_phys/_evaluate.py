@@ -197,7 +197,8 @@ def _build(config: FitConfig, system: System, normaliser, width: int, key):
         if config.model == "warp-phys":
             root = physics_root(system, form=config.physics_form, shift=shift, scale=scale,
                                 width=width, depth=config.depth, activation=config.activation,
-                                reach=config.physics_reach, key=jr.fold_in(key, 1))
+                                reach=config.physics_reach, previous=config.root_previous,
+                                key=jr.fold_in(key, 1))
         return make_warp(
             d, out, system.steps, width=width, depth=config.depth,
             activation=config.activation, init=config.init, hyper_hidden=config.hyper_hidden,

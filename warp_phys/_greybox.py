@@ -10,6 +10,13 @@ the initial state):
     a declared closed form y(t; p)         y(t) = solution(t, p)
     any other system                       y(t) = x0 + int_t0^t f(s, y, p) ds   (Diffrax)
 
+With `previous=True` the physics starts instead from the step's own input x_k at
+t_k = t - dt and runs one sampling interval dt: y(t) = expm(dt M(p)) x_k, or one Diffrax
+solve over [t_k, t]. Both are exact given the true p (the forecast fed back is the state
+at t_k); the one-interval form costs O(T) rather than O(T^2) solver work per sequence for
+systems without a matrix, and no solve spans the whole window. A closed form has no
+starting state, so it takes the first form only.
+
 Two forms say how theta carries p (`form=`):
 
 - `"direct"`: theta is the vector u of unknowns itself (D_theta = number of unknowns);
@@ -95,6 +102,8 @@ class PhysicsRoot(AbstractRoot):
     rtol: float = eqx.field(static=True)
     atol: float = eqx.field(static=True)
     max_steps: int = eqx.field(static=True)
+    previous: bool = eqx.field(static=True, default=False)
+    dt: float = eqx.field(static=True, default=0.0)
 
     @property
     def size(self) -> int:
@@ -120,16 +129,18 @@ class PhysicsRoot(AbstractRoot):
         value = jnp.where(jnp.asarray(self.log), jnp.exp(value), value)
         return jnp.asarray(self.defaults, z.dtype).at[jnp.asarray(self.index)].set(value)
 
-    def state(self, p: Float[Array, " P"], t: Float[Array, ""], y0: Float[Array, " d"]) -> Float[Array, " d"]:
-        """The physical state at time `t` from `y0` under parameters `p`."""
+    def state(self, p: Float[Array, " P"], start: Float[Array, ""], t: Float[Array, ""],
+              y: Float[Array, " d"]) -> Float[Array, " d"]:
+        """The physical state at time `t`, from state `y` at time `start`, under parameters
+        `p` (a closed form ignores `start` and `y`)."""
         c = self.compiled
         if self.route == "linear":
-            return c.linear_flow(t, y0, p)
+            return jax.scipy.linalg.expm((t - start) * c.matrix(p)) @ y
         if self.route == "solution":
             return c.solution(t, p)
         term = diffrax.ODETerm(lambda s, y, args: c.vector_field(s, y, args))
         solution = diffrax.diffeqsolve(
-            term, diffrax.Tsit5(), c.t0, t, None, y0, args=p,
+            term, diffrax.Tsit5(), start, t, None, y, args=p,
             stepsize_controller=diffrax.PIDController(rtol=self.rtol, atol=self.atol),
             saveat=diffrax.SaveAt(t1=True), max_steps=self.max_steps, throw=False,
         )
@@ -144,10 +155,13 @@ class PhysicsRoot(AbstractRoot):
             half = self.half[self.index.index(self.label)]
             return -(((value - jnp.asarray(self.classes, value.dtype)) / half) ** 2)
         shift, scale = jnp.asarray(self.shift, x0.dtype), jnp.asarray(self.scale, x0.dtype)
-        y0 = x0 * scale + shift
         t = self.compiled.t0 + tau * self.span
+        if self.previous:
+            start, y = t - self.dt, x * scale + shift
+        else:
+            start, y = self.compiled.t0, x0 * scale + shift
         # Compiled expressions may promote (Python floats under x64): keep the model's dtype.
-        return (self.state(p, t, y0).astype(x0.dtype) - shift) / scale
+        return (self.state(p, start, t, y).astype(x0.dtype) - shift) / scale
 
 
 def physics_root(
@@ -160,6 +174,7 @@ def physics_root(
     depth: int = 2,
     activation: str = "swish",
     reach: float = 3.0,
+    previous: bool = False,
     rtol: float = 1e-6,
     atol: float = 1e-6,
     max_steps: int = 4096,
@@ -179,6 +194,9 @@ def physics_root(
     - `width`, `depth`, `activation`: the MLP of the `"mlp"` form.
     - `reach`: how many half-widths of its training range a parameter may move from the
       centre.
+    - `previous`: start the physics from each step's input, one sampling interval before
+      the forecast, instead of from the sequence's first observation (not for a closed
+      form).
     - `rtol`, `atol`, `max_steps`: the Diffrax solve, for systems with neither a linear
       matrix nor a closed form.
     - `dtype`, `key`: the weights' dtype and a JAX PRNG key.
@@ -193,6 +211,10 @@ def physics_root(
             "so no physics predicts them; train --model warp on it")
     compiled = compile_system(system)
     route = "linear" if compiled.is_linear else "solution" if compiled.has_solution else "ode"
+    if previous and route == "solution":
+        raise WarpPhysError(
+            f"system {system.name!r} is declared by its closed form, which has no starting "
+            "state to take from the previous step; drop --root-previous")
     free = list(system.free_parameters)
     inferred = unknowns(system)
     if not inferred:
@@ -228,6 +250,7 @@ def physics_root(
         shift=tuple(float(v) for v in np.broadcast_to(np.asarray(shift, float), (d,))),
         scale=tuple(float(v) for v in np.broadcast_to(np.asarray(scale, float), (d,))),
         classes=classes, label=label, rtol=rtol, atol=atol, max_steps=max_steps,
+        previous=previous, dt=float(t1 - t0) / (system.steps - 1),
     )
     return root, theta0
 

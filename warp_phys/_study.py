@@ -25,7 +25,7 @@ from ._io import write_text
 from ._registry import load_system
 from ._run import Run
 from ._system import System
-from ._train import fit
+from ._train import fit, fit_ensemble
 
 
 def find_run(runs_dir: Path, config: FitConfig) -> Run | None:
@@ -55,7 +55,8 @@ def box_distance(system: System, params: np.ndarray) -> np.ndarray:
 
 
 def study(system: str, models: list[str], seeds: int, preset: str = "quick", *,
-          runs_dir: str | Path = "runs", progress: bool = True, **overrides) -> Path:
+          runs_dir: str | Path = "runs", ensemble: bool = False, progress: bool = True,
+          **overrides) -> Path:
     """Train (or reuse) every model for seeds 0..`seeds`-1 and write the study files.
 
     **Arguments:**
@@ -65,6 +66,7 @@ def study(system: str, models: list[str], seeds: int, preset: str = "quick", *,
     - `seeds`: how many seeds per model.
     - `preset`: the preset every run starts from.
     - `runs_dir`: where the runs and the study folder go.
+    - `ensemble`: train a model's missing seeds together (`warp_phys.fit_ensemble`).
     - `overrides`: `FitConfig` fields applied to every run (e.g. `epochs=5`).
 
     **Returns:** the study folder.
@@ -78,12 +80,14 @@ def study(system: str, models: list[str], seeds: int, preset: str = "quick", *,
                for m in models}  # every configuration is checked before anything trains
     runs: dict[str, list[Run]] = {}
     for model, model_configs in configs.items():
-        runs[model] = []
-        for config in model_configs:
-            run = find_run(runs_dir, config)
-            if run is None:
-                run = fit(config, runs_dir=runs_dir, progress=progress)
-            runs[model].append(run)
+        found = {c.seed: find_run(runs_dir, c) for c in model_configs}
+        missing = [c for c in model_configs if found[c.seed] is None]
+        if ensemble and len(missing) > 1:
+            trained = fit_ensemble(missing, runs_dir=runs_dir, progress=progress)
+        else:
+            trained = [fit(c, runs_dir=runs_dir, progress=progress) for c in missing]
+        found.update({c.seed: run for c, run in zip(missing, trained)})
+        runs[model] = [found[c.seed] for c in model_configs]
 
     rows = [_row(model, model_runs) for model, model_runs in runs.items()]
     folder = runs_dir / loaded.name / f"study-{preset}"
@@ -91,6 +95,7 @@ def study(system: str, models: list[str], seeds: int, preset: str = "quick", *,
     command = (f"warp-phys study {system} --models {','.join(models)} --seeds {seeds} "
                f"--preset {preset}" + "".join(f" --{k.replace('_', '-')} {v}"
                                              for k, v in overrides.items() if v is not None)
+               + (" --ensemble" if ensemble else "")
                + ("" if runs_dir == Path("runs") else f" --out {runs_dir}"))
     write_text(folder / "study.csv", _csv(rows))
     write_text(folder / "study.md", _markdown(rows, loaded, kind, seeds, command, runs))

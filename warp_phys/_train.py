@@ -2,8 +2,11 @@
 
 `fit(config)` trains a model on a system's `train` split, selects the best checkpoint on
 `val` (never a test split), and writes everything to a run directory (see `_run.py`).
+`fit_ensemble(configs)` trains several seeds of one configuration through one vmapped
+step, each member keeping its own run directory and bookkeeping.
 """
 
+import dataclasses
 import json
 import math
 import time
@@ -130,8 +133,107 @@ def fit(config: FitConfig, *, runs_dir: str | Path = "runs", resume: str | Path 
     **Returns:** the finished `warp_phys.Run`.
     """
     if resume is not None:
-        run_dir = Path(resume)
-        config = Run.load_config(run_dir)
+        config = Run.load_config(Path(resume))
+    [run] = _train([config], runs_dir=runs_dir, resume=resume, progress=progress)
+    return run
+
+
+def fit_ensemble(configs: list[FitConfig], *, runs_dir: str | Path = "runs",
+                 progress: bool = True) -> list[Run]:
+    """Train several seeds of one configuration at once, as one `eqx.filter_vmap`-ed model.
+
+    Each member is the run `fit(config)` would make (its own data, normaliser, batches,
+    keys, validation, best checkpoint, early stop and run directory; equal to it up to
+    float rounding, and resumable on its own with `fit(..., resume=run_dir)`); what is
+    shared is one jitted step over the stacked models. On the 2-core development CPU this
+    is no faster than training the seeds one by one (`benchmarks/ensemble.py`); it is
+    meant for accelerators, where one small model leaves most of the device idle.
+
+    **Arguments:**
+
+    - `configs`: configurations that differ in their seed only.
+    - `runs_dir`, `progress`: as `fit`.
+
+    **Returns:** the finished runs, in the order of `configs`. Configurations whose models
+    differ in structure (a grey-box root holds its seed's normaliser) train one by one.
+    """
+    first = {k: v for k, v in configs[0].to_json().items() if k != "seed"}
+    for config in configs[1:]:
+        if {k: v for k, v in config.to_json().items() if k != "seed"} != first:
+            raise WarpPhysError("an ensemble trains seeds of one configuration; these "
+                                "configurations differ in more than their seed")
+    if len({c.seed for c in configs}) != len(configs):
+        raise WarpPhysError("an ensemble needs distinct seeds")
+    if configs[0].devices > 1:
+        raise WarpPhysError("an ensemble trains on one device; drop --devices or train the "
+                            "seeds one by one")
+    return _train(configs, runs_dir=runs_dir, resume=None, progress=progress)
+
+
+@dataclasses.dataclass(eq=False)
+class _Member:
+    """The bookkeeping of one model being trained (an ensemble has several)."""
+
+    config: FitConfig
+    data: dict
+    normaliser: Normaliser
+    x: np.ndarray
+    targets: np.ndarray
+    labels: np.ndarray
+    train_key: jax.Array
+    run_dir: Path | None = None
+    history: list = dataclasses.field(default_factory=list)
+    best: float = math.inf
+    waited: int = 0
+    stopped: str | None = None  # why training ended early (the run's note)
+    diverged: bool = False
+    done: bool = False
+
+
+def _prepare(config: FitConfig, system, kind: str, resume, progress: bool):
+    """A member's data and normaliser, its freshly initialised model, and the member."""
+    data = load_splits(system, config, progress=progress)
+    train = data["train"]
+    # A resumed run keeps the normaliser it was trained with.
+    normaliser = (Normaliser.fit(config.normalise, train) if resume is None
+                  else Run.open(resume).normaliser)
+    model_key, train_key = jr.split(jr.PRNGKey(config.seed))
+    model = build_model(config, system, normaliser, key=model_key)
+    member = _Member(
+        config=config, data=data, normaliser=normaliser,
+        x=normaliser(train.inputs).astype(np.float32),
+        targets=normaliser(train.targets).astype(np.float32),
+        labels=train.labels if kind == "classify" else np.zeros(len(train), np.int64),
+        train_key=train_key,
+    )
+    return model, member
+
+
+def _stack(trees):
+    """One pytree whose array leaves gain a leading axis over `trees`."""
+    arrays = [eqx.filter(t, eqx.is_array) for t in trees]
+    static = eqx.filter(trees[0], eqx.is_array, inverse=True)
+    return eqx.combine(jax.tree.map(lambda *xs: jnp.stack(xs), *arrays), static)
+
+
+def _stackable(trees) -> bool:
+    """Whether the pytrees share their structure, static data and leaf shapes."""
+    first = trees[0]
+    return all(jax.tree.structure(t) == jax.tree.structure(first)
+               and all(np.shape(a) == np.shape(b)
+                       for a, b in zip(jax.tree.leaves(t), jax.tree.leaves(first)))
+               for t in trees[1:])
+
+
+def _member(tree, i: int | None):
+    """Member `i` of a stacked pytree (`None`: the pytree is one member's already)."""
+    if i is None:
+        return tree
+    return jax.tree.map(lambda a: a[i] if eqx.is_array(a) else a, tree)
+
+
+def _train(configs: list[FitConfig], *, runs_dir, resume, progress: bool) -> list[Run]:
+    config = configs[0]
     system = load_system(config.system)
     kind = task_kind(system)
     if kind == "copy" and config.forcing < 1.0:
@@ -149,43 +251,45 @@ def fit(config: FitConfig, *, runs_dir: str | Path = "runs", resume: str | Path 
             "--mode convolutional needs every input read from the data, but forecasting with "
             f"--forcing {config.forcing:g} feeds back the model's own forecasts; use --forcing 1 "
             "or --mode recurrent")
-    data = load_splits(system, config, progress=progress)
-    train, val = data["train"], data["val"]
-    # A resumed run keeps the normaliser it was trained with.
-    normaliser = (Normaliser.fit(config.normalise, train) if resume is None
-                  else Run.open(run_dir).normaliser)
-    dtype = np.float32
-    x_train = normaliser(train.inputs).astype(dtype)
-    t_train = normaliser(train.targets).astype(dtype)
-    labels_train = train.labels if kind == "classify" else np.zeros(len(train), np.int64)
-
-    key = jr.PRNGKey(config.seed)
-    model_key, train_key = jr.split(key)
-    model = build_model(config, system, normaliser, key=model_key)
+    prepared = [_prepare(c, system, kind, resume, progress) for c in configs]
+    models = [model for model, _ in prepared]
+    members = [member for _, member in prepared]
+    if not _stackable(models):
+        # A grey-box root keeps its seed's normaliser as static data: no common structure.
+        return [fit(c, runs_dir=runs_dir, progress=progress) for c in configs]
     optimiser = make_optimiser(config)
-    opt_state = optimiser.init(eqx.filter(model, eqx.is_inexact_array))
+    opt_states = [optimiser.init(eqx.filter(m, eqx.is_inexact_array)) for m in models]
 
     if resume is None:
-        run_dir = new_run_dir(Path(runs_dir), system.name, config.model)
-        write_json(run_dir / "config.json", {**config.to_json(), "normaliser": normaliser.to_json()})
-        write_json(run_dir / "env.json", {**_environment(config), "path": _path(config, model)})
-        start_epoch, best, history = 1, math.inf, []
+        for member, model in zip(members, models):
+            member.run_dir = new_run_dir(Path(runs_dir), system.name, config.model)
+            write_json(member.run_dir / "config.json",
+                       {**member.config.to_json(), "normaliser": member.normaliser.to_json()})
+            write_json(member.run_dir / "env.json",
+                       {**_environment(member.config), "path": _path(member.config, model),
+                        **({"ensemble": len(members)} if len(members) > 1 else {})})
+        start_epoch = 1
     else:
-        model, opt_state, state = load_checkpoint(run_dir / "checkpoint.eqx", model, opt_state)
-        start_epoch, best = state["epoch"] + 1, state["best_val"]
-        history = _read_history(run_dir / "metrics.jsonl", state["epoch"])
-        train_key = jnp.asarray(state["key"], dtype=jnp.uint32)
+        [member] = members
+        member.run_dir = Path(resume)
+        models[0], opt_states[0], state = load_checkpoint(
+            member.run_dir / "checkpoint.eqx", models[0], opt_states[0])
+        start_epoch, member.best = state["epoch"] + 1, state["best_val"]
+        member.history = _read_history(member.run_dir / "metrics.jsonl", state["epoch"])
+        member.train_key = jnp.asarray(state["key"], dtype=jnp.uint32)
 
-    batch = min(config.batch_size, len(train))
-    steps_per_epoch = len(train) // batch
+    ensemble = len(members) > 1
+    index = list(range(len(members))) if ensemble else [None]
+    model, opt_state = (_stack(models), _stack(opt_states)) if ensemble else (models[0], opt_states[0])
+    n_train = len(members[0].x)
+    batch = min(config.batch_size, n_train)
+    steps_per_epoch = n_train // batch
     replicated, sharded = data_parallel(config.devices, batch)
     model, opt_state = eqx.filter_shard((model, opt_state), replicated)
     context, steps = system.context, system.steps
     forcing_all = kind != "forecast"
 
-    @eqx.filter_jit(donate="all")
-    @eqx.debug.assert_max_traces(max_traces=1)
-    def train_step(model, opt_state, x, targets, labels, key, probability):
+    def step_fn(model, opt_state, x, targets, labels, key, probability):
         forced = forced_mask(key, x.shape[0], steps, context, probability)
         forced = jnp.ones_like(forced) if forcing_all else forced
         loss, grads = eqx.filter_value_and_grad(loss_fn)(
@@ -193,71 +297,113 @@ def fit(config: FitConfig, *, runs_dir: str | Path = "runs", resume: str | Path 
             mode=config.mode)
         params = eqx.filter(model, eqx.is_inexact_array)
         updates, opt_state = optimiser.update(grads, opt_state, params, value=loss)
-        model, opt_state = eqx.filter_shard((eqx.apply_updates(model, updates), opt_state), replicated)
+        return eqx.apply_updates(model, updates), opt_state, loss
+
+    if ensemble:  # every array but the forcing probability has a leading member axis
+        member_axis = eqx.if_array(0)  # (a model's functions, e.g. activations, are shared)
+        step_fn = eqx.filter_vmap(step_fn, in_axes=(member_axis, member_axis, 0, 0, 0, 0, None))
+
+    @eqx.filter_jit(donate="all")
+    @eqx.debug.assert_max_traces(max_traces=1)
+    def train_step(model, opt_state, x, targets, labels, key, probability):
+        model, opt_state, loss = step_fn(model, opt_state, x, targets, labels, key, probability)
+        model, opt_state = eqx.filter_shard((model, opt_state), replicated)
         return model, opt_state, loss
 
-    def val_score(model):
-        m = metrics(model, val, normaliser, kind)
-        return (1 - m["accuracy"]) if kind == "classify" else m["mse"], m
+    def batch_of(member, order, i):
+        idx = order[i * batch : (i + 1) * batch]
+        return member.x[idx], member.targets[idx], member.labels[idx]
 
-    (run_dir / "plots").mkdir(exist_ok=True)
-    bar = tqdm(range(start_epoch, config.epochs + 1), desc=f"{system.name} {config.model}",
-               unit="epoch", disable=not progress, initial=start_epoch - 1, total=config.epochs,
+    for member in members:
+        (member.run_dir / "plots").mkdir(exist_ok=True)
+    name = f"{system.name} {config.model}" + (f" x{len(members)}" if ensemble else "")
+    bar = tqdm(range(start_epoch, config.epochs + 1), desc=name, unit="epoch",
+               disable=not progress, initial=start_epoch - 1, total=config.epochs,
                dynamic_ncols=True)
-    stopped, diverged, waited = None, False, 0
     for epoch in bar:
         start = time.perf_counter()
         # Seeded per epoch, so a resumed run shuffles exactly as an uninterrupted one.
-        order = np.random.default_rng([config.seed, epoch]).permutation(len(train))
+        orders = [np.random.default_rng([m.config.seed, epoch]).permutation(n_train)
+                  for m in members]
         probability = _forcing(config, epoch)
-        total = jnp.zeros(())
+        total = jnp.zeros(len(members)) if ensemble else jnp.zeros(())
         for i in range(steps_per_epoch):
-            idx = order[i * batch : (i + 1) * batch]
-            train_key, step_key = jr.split(train_key)
-            x, targets, labels = (shard(a[idx], sharded) for a in (x_train, t_train, labels_train))
-            model_new, opt_state_new, loss = train_step(
-                model, opt_state, x, targets, labels, step_key, jnp.asarray(probability, jnp.float32))
-            model, opt_state = model_new, opt_state_new
-            total = total + loss
-        train_loss = float(total) / steps_per_epoch  # one device fetch per epoch
-        seconds = time.perf_counter() - start
-        if not math.isfinite(train_loss):
-            kept = (f"the best checkpoint so far is kept in {run_dir / 'model.eqx'}"
-                    if (run_dir / "model.eqx").exists() else "no checkpoint was good enough to keep")
-            stopped = (f"training stopped at epoch {epoch}: the training loss became "
-                       f"{train_loss}; {kept}; lower --lr (now {config.lr:g})")
-            diverged = True
-            break
-        record = {"epoch": epoch, "train_loss": train_loss, "lr": config.lr * lr_scale(opt_state),
-                  "seconds": seconds, "forcing": probability}
-        if epoch % config.val_every == 0 or epoch == config.epochs:
-            score, val_metrics = val_score(model)
-            record.update({f"val_{k}": v for k, v in val_metrics.items() if k != "n"})
-            if score < best:
-                best, waited = score, 0
-                save_model(run_dir / "model.eqx", model, {"epoch": epoch, "val": score})
+            keys = []
+            for member in members:
+                member.train_key, step_key = jr.split(member.train_key)
+                keys.append(step_key)
+            parts = [batch_of(m, order, i) for m, order in zip(members, orders)]
+            if ensemble:  # stacked along the member axis; an ensemble uses one device
+                (x, targets, labels), key = [np.stack(a) for a in zip(*parts)], jnp.stack(keys)
             else:
-                waited += 1
-        history.append(record)
-        with open(run_dir / "metrics.jsonl", "a") as f:
-            f.write(json.dumps(record) + "\n")
-        bar.set_postfix(loss=f"{train_loss:.3g}", lr=f"{record['lr']:.2g}",
-                        val=f"{record.get('val_mse', record.get('val_accuracy', float('nan'))):.3g}")
-        if epoch % config.checkpoint_every == 0 or epoch == config.epochs:
-            save_checkpoint(run_dir / "checkpoint.eqx", model, opt_state,
-                            {"epoch": epoch, "best_val": best, "key": np.asarray(train_key).tolist()})
-        if config.patience and waited >= config.patience:
-            stopped = f"early stop at epoch {epoch}: no validation improvement in {waited} checks"
+                (x, targets, labels), key = (shard(a, sharded) for a in parts[0]), keys[0]
+            model, opt_state, loss = train_step(
+                model, opt_state, x, targets, labels, key, jnp.asarray(probability, jnp.float32))
+            total = total + loss
+        losses = np.atleast_1d(np.asarray(total, np.float64)) / steps_per_epoch  # one fetch per epoch
+        seconds = (time.perf_counter() - start) / len(members)  # each member's share
+        for member, i, train_loss in zip(members, index, losses):
+            if not member.done:
+                _end_epoch(member, epoch, float(train_loss), seconds, _member(model, i),
+                           _member(opt_state, i), len(members), kind)
+        logged = [m.history[-1] for m in members if m.history and m.history[-1]["epoch"] == epoch]
+        if logged:  # the mean over the members that trained this epoch
+            bar.set_postfix(
+                loss=f"{np.mean([r['train_loss'] for r in logged]):.3g}", lr=f"{logged[0]['lr']:.2g}",
+                val=f"{np.mean([r.get('val_mse', r.get('val_accuracy', np.nan)) for r in logged]):.3g}")
+        if all(m.done for m in members):
             break
     bar.close()
 
-    run = Run.open(run_dir)
-    if not (run_dir / "model.eqx").exists():
-        raise WarpPhysError(stopped or f"run {run_dir} has no model checkpoint")
-    run.evaluate_and_save(data, history=history, note=stopped)
-    if diverged:
-        raise WarpPhysError(stopped)
-    return run
+    runs, failures = [], []
+    for member in members:  # every member that has a best model is evaluated and saved
+        if (member.run_dir / "model.eqx").exists():
+            run = Run.open(member.run_dir)
+            run.evaluate_and_save(member.data, history=member.history, note=member.stopped)
+            runs.append(run)
+        else:
+            failures.append(member.stopped or f"run {member.run_dir} has no model checkpoint")
+        if member.diverged and member.stopped not in failures:
+            failures.append(member.stopped)
+    if failures:
+        raise WarpPhysError(failures[0])
+    return runs
+
+
+def _end_epoch(member: _Member, epoch: int, train_loss: float, seconds: float, model,
+               opt_state, ensemble: int, kind: str) -> None:
+    """Validate, keep the best model, log and checkpoint one member after an epoch."""
+    config, run_dir = member.config, member.run_dir
+    if not math.isfinite(train_loss):
+        kept = (f"the best checkpoint so far is kept in {run_dir / 'model.eqx'}"
+                if (run_dir / "model.eqx").exists() else "no checkpoint was good enough to keep")
+        member.stopped = (f"training stopped at epoch {epoch}: the training loss became "
+                          f"{train_loss}; {kept}; lower --lr (now {config.lr:g})")
+        member.diverged = member.done = True
+        return
+    record = {"epoch": epoch, "train_loss": train_loss, "lr": config.lr * lr_scale(opt_state),
+              "seconds": seconds, "forcing": _forcing(config, epoch)}
+    if ensemble > 1:
+        record["ensemble"] = ensemble
+    if epoch % config.val_every == 0 or epoch == config.epochs:
+        m = metrics(model, member.data["val"], member.normaliser, kind)
+        score = (1 - m["accuracy"]) if kind == "classify" else m["mse"]
+        record.update({f"val_{k}": v for k, v in m.items() if k != "n"})
+        if score < member.best:
+            member.best, member.waited = score, 0
+            save_model(run_dir / "model.eqx", model, {"epoch": epoch, "val": score})
+        else:
+            member.waited += 1
+    member.history.append(record)
+    with open(run_dir / "metrics.jsonl", "a") as f:
+        f.write(json.dumps(record) + "\n")
+    if epoch % config.checkpoint_every == 0 or epoch == config.epochs:
+        save_checkpoint(run_dir / "checkpoint.eqx", model, opt_state,
+                        {"epoch": epoch, "best_val": member.best,
+                         "key": np.asarray(member.train_key).tolist()})
+    if config.patience and member.waited >= config.patience:
+        member.stopped = f"early stop at epoch {epoch}: no validation improvement in {member.waited} checks"
+    member.done = member.stopped is not None or epoch == config.epochs
 
 
 def _path(config: FitConfig, model) -> str:

@@ -252,8 +252,8 @@ def make_warp(
     - `root_previous`, `fourier`: extend the root's input with the current input value
       and with `fourier` sine/cosine pairs of tau.
     - `root`: a root and its initial weights, in place of the MLP root (a grey-box root
-      from `warp_phys.physics_root`, for WARP-Phys); `width`, `depth`, `activation`,
-      `root_previous` and `fourier` then do not apply.
+      from `warp_phys.physics_root`, for WARP-Phys, which takes its own `previous`);
+      `width`, `depth`, `activation`, `root_previous` and `fourier` then do not apply.
     - `transition`: the structure of A: `"dense"` (D x D, the paper),
       `"diagonal-low-rank"` (diag + a rank-`rank` product, D (1 + 2 rank) parameters) or
       `"block-diagonal"` (one dense block per layer of the root). Each starts at I.
