@@ -1,4 +1,5 @@
 import dataclasses
+from pathlib import Path
 
 import jax
 import jax.numpy as jnp
@@ -220,5 +221,7 @@ def test_quick_preset_starts_the_physics_from_the_previous_step_where_it_can():
     assert wp.make_config("msd", "quick", model="warp-phys").root_previous
     assert wp.make_config("lotka-volterra", "quick", model="warp-phys").root_previous
     assert not wp.make_config("sine", "quick", model="warp-phys").root_previous  # closed form
+    sine_file = str(Path(wp.__file__).parents[1] / "systems" / "sine.py")
+    assert not wp.make_config(sine_file, "quick", model="warp-phys").root_previous
     assert not wp.make_config("msd", "quick", model="warp").root_previous
     assert not wp.make_config("msd", "paper", model="warp-phys").root_previous  # the paper's form

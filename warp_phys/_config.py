@@ -150,9 +150,8 @@ PRESETS: dict[str, dict[str, dict[str, Any]]] = {
         # WARP-Phys forecasts one interval ahead from the step's input (--root-previous):
         # on msd, seed 0, its validation MSE reached 0.146 at epoch 25, against 2.29 at best
         # (then a collapse to 107 at epoch 35) when the physics runs from x0. A closed
-        # form has no starting state (sine).
+        # form has no starting state: `make_config` leaves it off there.
         "*/warp-phys": dict(root_previous=True),
-        "sine/warp-phys": dict(root_previous=False),
         "msd": dict(init="learned", final="clip", clip_bound=8.0, lr=1e-3, a_lr_scale=0.05),
         # As for msd: without the clip and the slower A, seed 0 of black-box WARP reached
         # a non-finite training loss at epoch 15.
@@ -195,5 +194,11 @@ def make_config(system: str, preset: str = "quick", **overrides) -> FitConfig:
     values = {}
     for key in ("*", f"*/{model}", system, f"{system}/{model}"):  # general to specific
         values.update(table.get(key, {}))
-    values.update({k: v for k, v in overrides.items() if v is not None})
+    given = {k: v for k, v in overrides.items() if v is not None}
+    if model == "warp-phys" and values.get("root_previous") and "root_previous" not in given:
+        from ._registry import load_system
+
+        # A preset's one-interval physics needs a starting state, which a closed form lacks.
+        values["root_previous"] = load_system(system).solution is None
+    values.update(given)
     return FitConfig(system=system, preset=preset, **values)
