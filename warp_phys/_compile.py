@@ -80,11 +80,12 @@ class CompiledSystem(eqx.Module):
     def has_solution(self) -> bool:
         return self.solution is not None
 
-    def linear_flow(self, t, y0, p):
-        """`expm((t - t0) M(p)) y0`: the exact solution of a linear system at time `t`."""
+    def linear_flow(self, t, y0, p, start=None):
+        """`expm((t - start) M(p)) y0`: the exact solution at time `t` of a linear system
+        that is in state `y0` at time `start` (default: `t0`)."""
         if self.matrix is None:
             raise ValueError("linear_flow needs a linear system (check `is_linear`)")
-        return expm((t - self.t0) * self.matrix(p)) @ y0
+        return expm((t - (self.t0 if start is None else start)) * self.matrix(p)) @ y0
 
 
 # Equal declarations share one compiled system, so the functions jitted on it

@@ -153,13 +153,13 @@ PRESETS: dict[str, dict[str, dict[str, Any]]] = {
         # form has no starting state: `make_config` leaves it off there.
         "*/warp-phys": dict(root_previous=True),
         "msd": dict(init="learned", final="clip", clip_bound=8.0, lr=1e-3, a_lr_scale=0.05),
-        # As for msd: without the clip and the slower A, seed 0 of black-box WARP reached
-        # a non-finite training loss at epoch 15.
         # Trained fully autoregressively, WARP-Phys on msd reached validation MSE 0.25 at
         # epoch 30 (seed 1) where teacher forcing 0.25 left it stuck at 33 (every rollout
         # at the clip) for 28 epochs and at 1.5 after 40: with forced steps resetting the
         # error, training never saw the feedback loop through the inferred parameters.
         "msd/warp-phys": dict(forcing=0.0),
+        # As for msd: without the clip and the slower A, seed 0 of black-box WARP reached
+        # a non-finite training loss at epoch 15.
         "lotka-volterra": dict(init="learned", final="clip", clip_bound=8.0, a_lr_scale=0.05),
         "lotka-volterra-copy": dict(init="learned", forcing=1.0, normalise="minmax"),
         "sine": dict(normalise="none", forcing=0.25),

@@ -135,7 +135,7 @@ class PhysicsRoot(AbstractRoot):
         `p` (a closed form ignores `start` and `y`)."""
         c = self.compiled
         if self.route == "linear":
-            return jax.scipy.linalg.expm((t - start) * c.matrix(p)) @ y
+            return c.linear_flow(t, y, p, start)
         if self.route == "solution":
             return c.solution(t, p)
         term = diffrax.ODETerm(lambda s, y, args: c.vector_field(s, y, args))
