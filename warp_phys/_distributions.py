@@ -115,7 +115,8 @@ class Uniform(_AbstractInterval):
 
     def sample(self, rng, n, box):
         low, high = self.bounds(box)
-        return rng.uniform(low, high, size=n)
+        # What rng.uniform computes, without its refusal of a (0.0, -0.0) range.
+        return low + (high - low) * rng.random(n)
 
 
 @dataclasses.dataclass(frozen=True)
