@@ -14,9 +14,12 @@ rate of a large float32 matmul on this machine.
 lets a GPU use TF32 for float32 products, `highest` asks for full float32. The result
 also records the memory bandwidth measured in the same run and, on a GPU, peak memory.
 A small batch is bound by memory, not flops: every step reads A (D^2 x 4 bytes) once
-forward and once backward, so the bandwidth floor is 2 x T x 4 D^2 / bandwidth.
+forward and once backward, so the bandwidth floor is 2 x T x 4 D^2 / bandwidth. The
+`stream_floor_seconds` column is the least any float32 step could take: A read twice per
+step at the rate of a plain sum over A, plus the dA product at the matmul rate.
 
-Prints JSON and writes benchmarks/results/train_step-<backend>.json.
+Prints JSON and writes benchmarks/results/train_step-<backend>.json (with
+`-batch<sizes>` added when the batches or precisions are not the default).
 """
 
 import argparse
@@ -67,6 +70,21 @@ def bandwidth(repeats: int = 5) -> float:
     return 4 * D * D / float(np.median(times))
 
 
+def stream_bandwidth(repeats: int = 5) -> float:
+    """Achieved bytes/s of a plain sum over A: about the fastest any kernel reads A here."""
+    a = jr.normal(jr.PRNGKey(1), (D, D), jnp.float32)
+    f = jax.jit(jnp.sum)
+    f(a).block_until_ready()
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        for _ in range(10):
+            out = f(a)
+        out.block_until_ready()
+        times.append((time.perf_counter() - start) / 10)
+    return 4 * D * D / float(np.median(times))
+
+
 def peak_memory() -> int | None:
     stats = jax.devices()[0].memory_stats()
     return None if stats is None else int(stats.get("peak_bytes_in_use", 0))
@@ -108,13 +126,16 @@ def main():
                         choices=["default", "high", "highest"])
     args = parser.parse_args()
     rows, rates = [], {}
-    bytes_per_second = bandwidth()
+    bytes_per_second, streamed = bandwidth(), stream_bandwidth()
     for precision in args.precisions:
         with jax.default_matmul_precision(precision):
             rate = rates[precision] = matmul_rate()
             for batch in args.batches:
                 flops = T * batch * 3 * 2 * D * D
                 floor = max(flops / rate, 2 * T * 4 * D * D / bytes_per_second)
+                # The least any float32 step could take: A read twice per step at the
+                # streaming rate, plus dA, one (D x T batch) @ (T batch x D) product.
+                stream_floor = 2 * T * 4 * D * D / streamed + 2 * T * batch * D * D / rate
                 for fast in (True, False):
                     seconds = step_time(batch, fast, args.repeats)
                     rows.append({"batch": batch, "precision": precision, "fast_vjp": fast,
@@ -122,6 +143,7 @@ def main():
                                  "recurrence_tflops": round(flops / seconds / 1e12, 3),
                                  "floor_seconds": round(floor, 4),
                                  "ratio_to_floor": round(seconds / floor, 2),
+                                 "stream_floor_seconds": round(stream_floor, 4),
                                  "peak_memory_gib_so_far": None if peak_memory() is None
                                  else round(peak_memory() / 2**30, 2)})
                     print(json.dumps(rows[-1]), flush=True)
@@ -134,10 +156,14 @@ def main():
         "model": {"D_theta": D, "T": T, "hypernetwork": [2, 1633, 3265, 4898], "dtype": "float32"},
         "matmul_tflops": {p: round(r / 1e12, 4) for p, r in rates.items()},
         "bandwidth_gb_per_s": round(bytes_per_second / 1e9, 2),
+        "stream_gb_per_s": round(streamed / 1e9, 2),
         "floor": "max(T x batch x 3 x 2 D^2 / matmul rate, 2 x T x 4 D^2 / bandwidth)",
+        "stream_floor": "2 x T x 4 D^2 / stream rate + T x batch x 2 D^2 / matmul rate",
         "results": rows,
     }
-    write_result(f"train_step-{backend}", result)
+    default = args.batches == [8, 64] and args.precisions == ["default"]
+    suffix = "" if default else "-batch" + "-".join(map(str, args.batches))
+    write_result(f"train_step-{backend}{suffix}", result)
 
 
 if __name__ == "__main__":

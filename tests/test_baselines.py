@@ -8,7 +8,10 @@ import optax
 import pytest
 
 import warp_phys as wp
-from warp_phys._baselines import make_gru, make_lstm, make_ncde, make_node, param_count
+from warp_phys import _baselines
+from warp_phys._baselines import (CDE_SUBSTEPS, make_gru, make_lstm, make_ncde, make_node,
+                                  param_count)
+from warp_phys._evaluate import build_model
 from warp_phys._train import loss_fn
 
 
@@ -250,8 +253,8 @@ def test_ncde_segments_are_backward_hermite_pieces():
 
 def test_ncde_solves_the_cde_on_the_whole_path():
     # Oracle: one diffeqsolve over Diffrax's own backward-difference Hermite spline through
-    # the whole sequence, on the same grid of half steps; the model builds that path
-    # segment by segment.
+    # the whole sequence, on the same grid of steps; the model builds that path segment by
+    # segment.
     model = build("ncde")
     x = normal(9, (BATCH, STEPS, 2))
     ts = DT * jnp.arange(STEPS)
@@ -262,14 +265,62 @@ def test_ncde_solves_the_cde_on_the_whole_path():
         path = diffrax.CubicInterpolation(ts, diffrax.backward_hermite_coefficients(ts, data))
         term = diffrax.ControlTerm(model.vector_field, path).to_ode()
         zs = diffrax.diffeqsolve(
-            term, diffrax.Tsit5(), ts[0], ts[-1], DT / 2, model.initial(data[0]),
+            term, diffrax.Tsit5(), ts[0], ts[-1], DT / CDE_SUBSTEPS, model.initial(data[0]),
             stepsize_controller=diffrax.ConstantStepSize(), saveat=diffrax.SaveAt(ts=ts),
-            max_steps=2 * STEPS,
+            max_steps=CDE_SUBSTEPS * STEPS,
         ).ys
         return jax.vmap(model.readout)(zs)
 
     mean = unroll(model, x, jnp.ones((BATCH, STEPS)))
     np.testing.assert_allclose(mean[0], oracle(data), rtol=1e-9, atol=1e-12)
+
+
+def test_ncde_one_step_per_interval_is_accurate(monkeypatch):
+    # The model's discretisation against eight Tsit5 steps per interval, on a noisy
+    # oscillation sampled like msd (dt = 1/255).
+    model = make_ncde(2, 2, 64, dt=1 / 255, hidden=16, depth=2, dtype=jnp.float64,
+                      key=jr.PRNGKey(4))
+    t = np.arange(64) / 255
+    x = np.stack([np.cos(20 * t), -np.sin(20 * t)], axis=-1)[None]
+    x = jnp.asarray(x + 0.1 * np.random.default_rng(0).standard_normal(x.shape))
+    forced = jnp.ones((1, 64))
+
+    def run(substeps):  # a fresh jit per setting: the step count is read while tracing
+        monkeypatch.setattr(_baselines, "CDE_SUBSTEPS", substeps)
+        return np.asarray(eqx.filter_jit(lambda m: m.unroll(x, forced)[0])(model))
+
+    coarse, fine = run(CDE_SUBSTEPS), run(8)
+    scale = np.max(np.abs(fine))
+    np.testing.assert_allclose(coarse, fine, atol=1e-4 * scale)
+    assert np.max(np.abs(coarse - fine)) > 1e-12 * scale  # the setting did take effect
+
+
+@pytest.mark.parametrize("name", MODELS)
+def test_bound_clips_forecasts_before_they_are_fed_back(name):
+    x = normal(12, (BATCH, STEPS, 2))
+    free_forced = jnp.zeros((BATCH, STEPS)).at[:, 0].set(1.0)
+    kwargs = dict(hidden=8, dtype=jnp.float64, key=jr.PRNGKey(5))
+    make = {"gru": make_gru, "lstm": make_lstm,
+            "node": lambda *a, **k: make_node(*a, dt=DT, depth=1, code=4, **k),
+            "ncde": lambda *a, **k: make_ncde(*a, dt=DT, depth=1, **k)}[name]
+    plain, bounded = make(2, 2, STEPS, **kwargs), make(2, 2, STEPS, bound=0.05, **kwargs)
+    free = unroll(bounded, x, free_forced)
+    assert np.max(np.abs(free)) <= 0.05
+    assert np.sum(np.abs(free) == 0.05) > 0  # the bound acted
+    # each clipped forecast is what the next step read: the unbounded model, fed the
+    # bounded run's forecasts as truth, gives them back once clipped
+    fed = jnp.concatenate([x[:, :1], free[:, :-1]], axis=1)
+    again = jnp.clip(unroll(plain, fed, jnp.ones((BATCH, STEPS))), -0.05, 0.05)
+    np.testing.assert_allclose(again, free, rtol=1e-12, atol=1e-12)
+
+
+def test_final_clip_bounds_every_baseline():
+    msd = wp.load_system("msd")
+    for model in MODELS:
+        clipped = wp.make_config("msd", "quick", model=model, final="clip", clip_bound=3.0)
+        assert build_model(clipped, msd, key=jr.PRNGKey(0)).bound == 3.0
+        plain = wp.make_config("msd", "quick", model=model, final="none")
+        assert build_model(plain, msd, key=jr.PRNGKey(0)).bound is None
 
 
 # ------------------------------------------------------------------------------ training

@@ -147,7 +147,7 @@ def fit_command(
     hidden: Annotated[int | None, typer.Option(help="node, ncde, gru, lstm: hidden size.")] = None,
     node_physics: Annotated[bool | None, typer.Option("--node-physics/--no-node-physics", help="node: add the declared vector field as a known term.")] = None,
     budget: Annotated[int | None, typer.Option(help="Size the model's width to about this many trainable parameters.")] = None,
-    final: Annotated[str | None, typer.Option(help="Final activation: none, clip, dynamic-tanh.")] = None,
+    final: Annotated[str | None, typer.Option(help="Final activation: none, clip, dynamic-tanh (WARP); baselines honour clip as a bound on their forecasts.")] = None,
     forcing: Annotated[float | None, typer.Option(help="Teacher-forcing probability per step after the context.")] = None,
     forcing_schedule: Annotated[str | None, typer.Option(help="constant, or linear (from 1 down to --forcing).")] = None,
     optimiser: Annotated[str | None, typer.Option(help="Any of: adabelief, adam, adamw, sgd, lion, rmsprop.")] = None,

@@ -152,6 +152,10 @@ PRESETS: dict[str, dict[str, dict[str, Any]]] = {
         # (then a collapse to 107 at epoch 35) when the physics runs from x0. A closed
         # form has no starting state: `make_config` leaves it off there.
         "*/warp-phys": dict(root_previous=True),
+        # The Neural CDE's field maps hidden -> hidden x (1 + d): at hidden 64 one msd
+        # training step (batch 64, T = 256, two solver steps per interval) took 5.0 s on
+        # 2 CPU cores, at 32 1.3 s.
+        "*/ncde": dict(hidden=32),
         "msd": dict(init="learned", final="clip", clip_bound=8.0, lr=1e-3, a_lr_scale=0.05),
         # Trained fully autoregressively, WARP-Phys on msd reached validation MSE 0.25 at
         # epoch 30 (seed 1) where teacher forcing 0.25 left it stuck at 33 (every rollout

@@ -208,17 +208,20 @@ def _build(config: FitConfig, system: System, normaliser, width: int, key):
             transition=config.transition, rank=config.rank, precision=config.precision,
             dtype=jnp.float32, key=key,
         )
+    # Baselines honour --final clip as a bound on their forecasts (fed back and scored).
+    bound = config.clip_bound if config.final == "clip" else None
     if config.model == "gru":
-        return make_gru(d, out, system.steps, hidden=width, key=key)
+        return make_gru(d, out, system.steps, hidden=width, bound=bound, key=key)
     if config.model == "lstm":
-        return make_lstm(d, out, system.steps, hidden=width, key=key)
+        return make_lstm(d, out, system.steps, hidden=width, bound=bound, key=key)
     if config.model == "ncde":
         return make_ncde(d, out, system.steps, dt=dt, hidden=width, depth=config.depth,
-                         key=key)
+                         bound=bound, key=key)
     physics = {}
     if config.node_physics:
         physics = dict(vector_field=compile_system(system).vector_field,
                        p0=jnp.asarray(centre(system), jnp.float32), shift=shift, scale=scale,
                        t0=system.t_span[0])
     return make_node(d, out, system.steps, dt=dt, hidden=width, depth=config.depth,
-                     code=config.code, classify=kind == "classify", key=key, **physics)
+                     code=config.code, classify=kind == "classify", bound=bound, key=key,
+                     **physics)

@@ -24,11 +24,17 @@ def select(forced_k: Float[Array, " b"], truth: Float[Array, "b d"],
     return jnp.where(forced_k[:, None] > 0, truth, forecast)
 
 
+def bounded(mean: Float[Array, "... out"], bound: float | None) -> Float[Array, "... out"]:
+    """`mean` clipped to [-bound, bound] (unchanged when `bound` is None)."""
+    return mean if bound is None else jnp.clip(mean, -bound, bound)
+
+
 def feedback_scan(cell: Callable, carry, x: Float[Array, "b T d"], forced: Float[Array, "b T"],
-                  forecast: Float[Array, "b out"], *, start: int = 0):
+                  forecast: Float[Array, "b out"], *, start: int = 0, bound: float | None = None):
     """Run `cell` over steps `start`..T-1, feeding each step `select(forced, x, previous
     mean)`; `forecast` is the mean before step `start` (never read where that step is
-    forced).
+    forced). With `bound`, every mean the cell returns is clipped to [-bound, bound]
+    before it is fed back or returned, so a rollout that runs away stays finite.
 
     **Returns:** `(states, means)`, stacked over the steps run: `states` as the cell
     returns them (leading axis time), `means` of shape (steps, b, out).
@@ -36,6 +42,7 @@ def feedback_scan(cell: Callable, carry, x: Float[Array, "b T d"], forced: Float
     def step(scan_carry, k):
         carry, previous = scan_carry
         carry, state, mean = cell(carry, select(forced[:, k], x[:, k], previous), k)
+        mean = bounded(mean, bound)
         return (carry, mean), (state, mean)
 
     _, (states, means) = jax.lax.scan(step, (carry, forecast), jnp.arange(start, x.shape[1]))
