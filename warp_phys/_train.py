@@ -377,8 +377,11 @@ def _end_epoch(member: _Member, epoch: int, train_loss: float, seconds: float, m
     if not math.isfinite(train_loss):
         kept = (f"the best checkpoint so far is kept in {run_dir / 'model.eqx'}"
                 if (run_dir / "model.eqx").exists() else "no checkpoint was good enough to keep")
+        fix = f"lower --lr (now {config.lr:g})"
+        if config.final != "clip" and config.forcing < 1.0:
+            fix += " or bound fed-back forecasts with --final clip"
         member.stopped = (f"training stopped at epoch {epoch}: the training loss became "
-                          f"{train_loss}; {kept}; lower --lr (now {config.lr:g})")
+                          f"{train_loss}; {kept}; {fix}")
         member.diverged = member.done = True
         return
     record = {"epoch": epoch, "train_loss": train_loss, "lr": config.lr * lr_scale(opt_state),
