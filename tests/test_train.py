@@ -91,6 +91,7 @@ def test_non_finite_loss_stops_with_a_message(tmp_path):
     (["fit", "sine", "--model", "transformer"], "--model must be one of warp"),
     (["fit", "sine", "--optimiser", "magic"], "--optimiser must be one of"),
     (["fit", "sine", "--preset", "huge"], "unknown preset 'huge'"),
+    (["fit", "msd", "--model", "ncde", "--clip-bound", "-1"], "--clip-bound must be positive"),
     (["fit", "nope"], "unknown system 'nope'"),
     (["evaluate", "/nonexistent/run"], "is not a run directory"),
 ])

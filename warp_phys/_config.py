@@ -96,6 +96,8 @@ class FitConfig:
             fail("a_lr_scale", "must be positive", self.a_lr_scale)
         if not 0.0 <= self.forcing <= 1.0:
             fail("forcing", "must be a probability in [0, 1]", self.forcing)
+        if not self.clip_bound > 0:
+            fail("clip_bound", "must be positive", self.clip_bound)
         if not self.physics_reach > 0:
             fail("physics_reach", "must be positive", self.physics_reach)
         if self.uncertainty and self.model != "warp":
