@@ -1,0 +1,66 @@
+"""The products with A that one recurrence step makes, each timed alone.
+
+A training step of the paper's MSD model multiplies by A (D = 4898) twice per time step:
+forward `theta @ A.T` (contracting A's columns) and backward `g @ A` (contracting its
+rows). This times both forms at several batch sizes, beside a plain sum over A (the rate
+A can be read at) and a large matmul (the rate flops can be done at), all in one run, so
+that `train_step.py`'s gap to its floors can be traced to the kernel that causes it.
+
+    python benchmarks/products.py
+    python benchmarks/products.py --batches 8 64 1024 --repeats 20
+
+Prints JSON and writes benchmarks/results/products-<backend>.json.
+"""
+
+import argparse
+import time
+
+import jax
+import jax.numpy as jnp
+import jax.random as jr
+import numpy as np
+
+from _common import machine, write_result
+
+
+D = 4898
+
+
+def seconds(f, *args, repeats: int) -> float:
+    """Median wall time of the jitted `f(*args)` after compilation."""
+    f = jax.jit(f)
+    jax.block_until_ready(f(*args))
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        jax.block_until_ready(f(*args))
+        times.append(time.perf_counter() - start)
+    return float(np.median(times))
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--batches", type=int, nargs="+", default=[8, 64, 2048])
+    parser.add_argument("--repeats", type=int, default=10)
+    args = parser.parse_args()
+
+    A = jr.normal(jr.PRNGKey(1), (D, D), jnp.float32)
+    read = seconds(jnp.sum, A, repeats=args.repeats)
+    rows = []
+    for batch in args.batches:
+        x = jr.normal(jr.PRNGKey(0), (batch, D), jnp.float32)
+        for form, f in (("theta @ A.T", lambda x, A: x @ A.T), ("g @ A", lambda x, A: x @ A)):
+            s = seconds(f, x, A, repeats=args.repeats)
+            rows.append({"batch": batch, "form": form, "milliseconds": round(s * 1e3, 3),
+                         "tflops": round(2 * batch * D * D / s / 1e12, 4),
+                         "a_read_gb_per_s": round(A.nbytes / s / 1e9, 2)})
+    result = {"benchmark": "products",
+              "command": "python benchmarks/products.py --batches "
+                         + " ".join(map(str, args.batches)) + f" --repeats {args.repeats}",
+              "machine": machine(), "D": D, "dtype": "float32",
+              "sum_over_A_gb_per_s": round(A.nbytes / read / 1e9, 2), "results": rows}
+    write_result(f"products-{jax.default_backend()}", result)
+
+
+if __name__ == "__main__":
+    main()
