@@ -191,6 +191,27 @@ def test_an_ensemble_trains_each_seed_as_fit_would(model, tmp_path):
     assert [e for e, _ in _losses(resumed)] == [1, 2, 3, 4]
 
 
+def test_an_ensemble_of_grey_box_seeds_trains_them_one_by_one(tmp_path, monkeypatch):
+    # Each msd seed has its own normaliser inside its grey-box root, so the seeds do not
+    # stack: they train one after another, each on the data prepared once, as fit would.
+    import warp_phys._train as train
+
+    loads = []
+    load_splits = train.load_splits
+    monkeypatch.setattr(train, "load_splits",
+                        lambda *args, **kwargs: loads.append(1) or load_splits(*args, **kwargs))
+    configs = [tiny_config("msd", model="warp-phys", seed=s, epochs=2, n_train=16, n_test=8)
+               for s in (0, 1)]
+    together = wp.fit_ensemble(configs, runs_dir=tmp_path / "together", progress=False)
+    assert len(loads) == 2
+    for config, member in zip(configs, together):
+        alone = wp.fit(config, runs_dir=tmp_path / "alone", progress=False)
+        assert member.config == config
+        assert [loss for _, loss in _losses(member)] == pytest.approx(
+            [loss for _, loss in _losses(alone)], rel=1e-6)
+        assert "ensemble" not in json.loads((member.path / "env.json").read_text())
+
+
 def test_an_ensemble_refuses_configurations_that_differ_beyond_the_seed(tmp_path):
     with pytest.raises(wp.WarpPhysError, match="differ in more than their seed"):
         wp.fit_ensemble([tiny_config(seed=0), tiny_config(seed=1, lr=1e-2)], runs_dir=tmp_path)

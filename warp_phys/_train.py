@@ -252,11 +252,22 @@ def _train(configs: list[FitConfig], *, runs_dir, resume, progress: bool) -> lis
             f"--forcing {config.forcing:g} feeds back the model's own forecasts; use --forcing 1 "
             "or --mode recurrent")
     prepared = [_prepare(c, system, kind, resume, progress) for c in configs]
+    if not _stackable([model for model, _ in prepared]):
+        # A grey-box root keeps its seed's normaliser as static data: no common structure,
+        # so the members train one after another (on the data already prepared).
+        return [run for one in prepared
+                for run in _train_prepared([one], system, kind, loss_name, runs_dir=runs_dir,
+                                           resume=resume, progress=progress)]
+    return _train_prepared(prepared, system, kind, loss_name, runs_dir=runs_dir, resume=resume,
+                           progress=progress)
+
+
+def _train_prepared(prepared, system, kind: str, loss_name: str, *, runs_dir, resume,
+                    progress: bool) -> list[Run]:
+    """Train prepared (model, member) pairs together: one member, or several stacked."""
     models = [model for model, _ in prepared]
     members = [member for _, member in prepared]
-    if not _stackable(models):
-        # A grey-box root keeps its seed's normaliser as static data: no common structure.
-        return [fit(c, runs_dir=runs_dir, progress=progress) for c in configs]
+    config = members[0].config  # the members differ in their seed only
     optimiser = make_optimiser(config)
     opt_states = [optimiser.init(eqx.filter(m, eqx.is_inexact_array)) for m in models]
 
