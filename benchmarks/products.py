@@ -2,7 +2,8 @@
 
 A training step of the paper's MSD model multiplies by A (D = 4898) twice per time step:
 forward `theta @ A.T` (contracting A's columns) and backward `g @ A` (contracting its
-rows). This times both forms at several batch sizes, beside a plain sum over A (the rate
+rows); `A @ columns` is the forward product with theta stored as the columns of a
+(D, batch) array instead. This times the three forms at several batch sizes, beside a plain sum over A (the rate
 A can be read at) and a large matmul (the rate flops can be done at), all in one run, so
 that `train_step.py`'s gap to its floors can be traced to the kernel that causes it.
 
@@ -49,8 +50,11 @@ def main():
     rows = []
     for batch in args.batches:
         x = jr.normal(jr.PRNGKey(0), (batch, D), jnp.float32)
-        for form, f in (("theta @ A.T", lambda x, A: x @ A.T), ("g @ A", lambda x, A: x @ A)):
-            s = seconds(f, x, A, repeats=args.repeats)
+        forms = (("theta @ A.T", lambda x, A: x @ A.T, x), ("g @ A", lambda x, A: x @ A, x),
+                 # theta held as the columns of a (D, batch) array, as an array of its own
+                 ("A @ columns", lambda c, A: A @ c, jnp.asarray(np.asarray(x).T.copy())))
+        for form, f, operand in forms:
+            s = seconds(f, operand, A, repeats=args.repeats)
             rows.append({"batch": batch, "form": form, "milliseconds": round(s * 1e3, 3),
                          "tflops": round(2 * batch * D * D / s / 1e12, 4),
                          "a_read_gb_per_s": round(A.nbytes / s / 1e9, 2)})
