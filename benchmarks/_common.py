@@ -3,9 +3,11 @@
 import json
 import os
 import platform
+import time
 from pathlib import Path
 
 import jax
+import numpy as np
 
 import warp_phys as wp
 
@@ -18,6 +20,22 @@ def machine() -> dict:
             "cpus": os.cpu_count(), "device": str(jax.devices()[0]),
             "device_kind": jax.devices()[0].device_kind, "jax": jax.__version__,
             "warp_phys": wp.__version__}
+
+
+def median_seconds(f, *args, repeats: int = 5, calls: int = 1) -> float:
+    """Seconds per call of the jitted `f(*args)` after compilation: the median over
+    `repeats` timings of `calls` back-to-back calls (several calls amortise dispatch for
+    kernels of a few milliseconds)."""
+    f = jax.jit(f)
+    jax.block_until_ready(f(*args))
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        for _ in range(calls):
+            out = f(*args)
+        jax.block_until_ready(out)
+        times.append((time.perf_counter() - start) / calls)
+    return float(np.median(times))
 
 
 def write_result(name: str, result: dict) -> Path:

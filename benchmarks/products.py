@@ -3,9 +3,10 @@
 A training step of the paper's MSD model multiplies by A (D = 4898) twice per time step:
 forward `theta @ A.T` (contracting A's columns) and backward `g @ A` (contracting its
 rows); `A @ columns` is the forward product with theta stored as the columns of a
-(D, batch) array instead. This times the three forms at several batch sizes, beside a plain sum over A (the rate
-A can be read at) and a large matmul (the rate flops can be done at), all in one run, so
-that `train_step.py`'s gap to its floors can be traced to the kernel that causes it.
+(D, batch) array instead. This times the three forms at several batch sizes (a large
+batch gives the rate flops can be done at) beside a plain sum over A (the rate A can be
+read at), all in one run, so that `train_step.py`'s gap to its floors can be traced to
+the kernel that causes it.
 
     python benchmarks/products.py
     python benchmarks/products.py --batches 8 64 1024 --repeats 20
@@ -14,29 +15,16 @@ Prints JSON and writes benchmarks/results/products-<backend>.json.
 """
 
 import argparse
-import time
 
 import jax
 import jax.numpy as jnp
 import jax.random as jr
 import numpy as np
 
-from _common import machine, write_result
+from _common import machine, median_seconds, write_result
 
 
 D = 4898
-
-
-def seconds(f, *args, repeats: int) -> float:
-    """Median wall time of the jitted `f(*args)` after compilation."""
-    f = jax.jit(f)
-    jax.block_until_ready(f(*args))
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        jax.block_until_ready(f(*args))
-        times.append(time.perf_counter() - start)
-    return float(np.median(times))
 
 
 def main():
@@ -46,7 +34,7 @@ def main():
     args = parser.parse_args()
 
     A = jr.normal(jr.PRNGKey(1), (D, D), jnp.float32)
-    read = seconds(jnp.sum, A, repeats=args.repeats)
+    read = median_seconds(jnp.sum, A, repeats=args.repeats)
     rows = []
     for batch in args.batches:
         x = jr.normal(jr.PRNGKey(0), (batch, D), jnp.float32)
@@ -54,7 +42,7 @@ def main():
                  # theta held as the columns of a (D, batch) array, as an array of its own
                  ("A @ columns", lambda c, A: A @ c, jnp.asarray(np.asarray(x).T.copy())))
         for form, f, operand in forms:
-            s = seconds(f, operand, A, repeats=args.repeats)
+            s = median_seconds(f, operand, A, repeats=args.repeats)
             rows.append({"batch": batch, "form": form, "milliseconds": round(s * 1e3, 3),
                          "tflops": round(2 * batch * D * D / s / 1e12, 4),
                          "a_read_gb_per_s": round(A.nbytes / s / 1e9, 2)})

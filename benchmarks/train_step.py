@@ -33,7 +33,7 @@ import jax.random as jr
 import numpy as np
 
 import warp_phys as wp
-from _common import machine, write_result
+from _common import machine, median_seconds, write_result
 from warp_phys._train import forced_mask, loss_fn, make_optimiser
 
 
@@ -44,45 +44,20 @@ def matmul_rate(repeats: int = 5) -> float:
     """Achieved float32 matmul FLOP/s on a (2048 x D) @ (D x D) product."""
     a = jr.normal(jr.PRNGKey(0), (2048, D), jnp.float32)
     b = jr.normal(jr.PRNGKey(1), (D, D), jnp.float32)
-    f = jax.jit(lambda a, b: a @ b)
-    f(a, b).block_until_ready()
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        f(a, b).block_until_ready()
-        times.append(time.perf_counter() - start)
-    return 2 * 2048 * D * D / float(np.median(times))
+    return 2 * 2048 * D * D / median_seconds(lambda a, b: a @ b, a, b, repeats=repeats)
 
 
 def bandwidth(repeats: int = 5) -> float:
     """Achieved bytes/s of a matrix-vector product with A (read once per product)."""
     a = jr.normal(jr.PRNGKey(1), (D, D), jnp.float32)
     x = jr.normal(jr.PRNGKey(0), (8, D), jnp.float32)
-    f = jax.jit(lambda x, a: x @ a)
-    f(x, a).block_until_ready()
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        for _ in range(10):
-            out = f(x, a)
-        out.block_until_ready()
-        times.append((time.perf_counter() - start) / 10)
-    return 4 * D * D / float(np.median(times))
+    return 4 * D * D / median_seconds(lambda x, a: x @ a, x, a, repeats=repeats, calls=10)
 
 
 def stream_bandwidth(repeats: int = 5) -> float:
     """Achieved bytes/s of a plain sum over A: about the fastest any kernel reads A here."""
     a = jr.normal(jr.PRNGKey(1), (D, D), jnp.float32)
-    f = jax.jit(jnp.sum)
-    f(a).block_until_ready()
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        for _ in range(10):
-            out = f(a)
-        out.block_until_ready()
-        times.append((time.perf_counter() - start) / 10)
-    return 4 * D * D / float(np.median(times))
+    return 4 * D * D / median_seconds(jnp.sum, a, repeats=repeats, calls=10)
 
 
 def peak_memory() -> int | None:
