@@ -9,6 +9,7 @@ import pytest
 from jax.flatten_util import ravel_pytree
 
 import warp_phys as wp
+from warp_phys._recurrence import transition
 from warp_phys._root import FlatRoot
 
 
@@ -190,6 +191,37 @@ def test_precision_of_the_products_with_A():
     assert conv_error["float32"] < 1e-5 < conv_error["bf16"] < 0.2
     with pytest.raises(ValueError, match="precision must be one of"):
         wp.make_warp(2, 2, 12, precision="fp8", key=jr.PRNGKey(0))
+
+
+@pytest.mark.parametrize("precision", ["float32", "bf16"])
+def test_the_product_with_A_has_the_pullback_of_theta_at_A_transposed(precision):
+    # `transition` gives the pullback its own transposed copy of A (see _recurrence.py):
+    # the values of both cotangents must be those of plain `theta @ A.T`, inside a scan
+    # as in the recurrence, with A differentiated or not.
+    A = jr.normal(jr.PRNGKey(0), (7, 7), jnp.float64) / 3
+    theta = jr.normal(jr.PRNGKey(1), (3, 7), jnp.float64)
+    weights = jr.normal(jr.PRNGKey(2), (4, 3, 7), jnp.float64)
+
+    def loss(theta, A, product):
+        def step(t, w):
+            t = jnp.tanh(product(t, A))
+            return t, jnp.sum(w * t)
+        return jnp.sum(jax.lax.scan(step, theta, weights)[1])
+
+    def plain(t, A):
+        if precision == "bf16":
+            rounded = A.astype(jnp.bfloat16).astype(jnp.float64)
+            return t.astype(jnp.bfloat16).astype(jnp.float64) @ rounded.T
+        return t @ A.T
+
+    ours = jax.jit(jax.grad(lambda t, A: loss(t, A, lambda t, A: transition(A, precision)(t)),
+                            argnums=(0, 1)))(theta, A)
+    expected = jax.grad(lambda t, A: loss(t, A, plain), argnums=(0, 1))(theta, A)
+    tolerance = 1e-12 if precision == "float32" else 2e-2
+    for got, want in zip(ours, expected):
+        np.testing.assert_allclose(got, want, rtol=tolerance, atol=tolerance)
+    frozen = jax.grad(lambda t: loss(t, A, lambda t, A: transition(A, precision)(t)))(theta)
+    np.testing.assert_allclose(frozen, expected[0], rtol=tolerance, atol=tolerance)
 
 
 # ------------------------------------------------------------------------------ structured A
