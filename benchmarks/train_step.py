@@ -48,10 +48,12 @@ def matmul_rate(repeats: int = 5) -> float:
 
 
 def bandwidth(repeats: int = 5) -> float:
-    """Achieved bytes/s of a matrix-vector product with A (read once per product)."""
+    """Achieved bytes/s of a batch-8 product with A (read once per product), in the form
+    both of the recurrence's products take: `x @ a.T`, contracting A's contiguous index
+    (see `transition` in warp_phys/_recurrence.py; the other form, `x @ a`, is slower)."""
     a = jr.normal(jr.PRNGKey(1), (D, D), jnp.float32)
     x = jr.normal(jr.PRNGKey(0), (8, D), jnp.float32)
-    return 4 * D * D / median_seconds(lambda x, a: x @ a, x, a, repeats=repeats, calls=10)
+    return 4 * D * D / median_seconds(lambda x, a: x @ a.T, x, a, repeats=repeats, calls=10)
 
 
 def stream_bandwidth(repeats: int = 5) -> float:
