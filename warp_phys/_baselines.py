@@ -160,7 +160,7 @@ class RNN(AbstractBaseline):
         state = (zeros, zeros) if isinstance(self.cell, eqx.nn.LSTMCell) else zeros
         cell = jax.vmap(self._step, in_axes=(0, 0, None))
         forecast = jnp.zeros((batch, self.out_size), x.dtype)  # never read: step 0 is forced
-        hs, means = feedback_scan(cell, state, x, forced.at[:, 0].set(1), forecast,
+        _, hs, means = feedback_scan(cell, state, x, forced.at[:, 0].set(1), forecast,
                                   bound=self.bound)
         return means.swapaxes(0, 1), hs
 
@@ -291,7 +291,7 @@ class NeuralODE(AbstractBaseline):
         cell = jax.vmap(self._step, in_axes=(0, 0, None))
         code = jnp.zeros((batch, self.encoder.hidden_size), x.dtype)
         forecast = jnp.zeros((batch, self.out_size), x.dtype)  # never read: step 0 is forced
-        codes, means = feedback_scan(cell, code, x, forced.at[:, 0].set(1), forecast,
+        _, codes, means = feedback_scan(cell, code, x, forced.at[:, 0].set(1), forecast,
                                      bound=self.bound)
         return means.swapaxes(0, 1), codes
 
@@ -489,7 +489,7 @@ class NeuralCDE(AbstractBaseline):
             return (z, x_in, secant), z, mean
 
         carry = (z, x[:, 0], jnp.zeros_like(x[:, 0]))
-        zs, means = feedback_scan(step, carry, x, forced, mean, start=1, bound=self.bound)
+        _, zs, means = feedback_scan(step, carry, x, forced, mean, start=1, bound=self.bound)
         zs = jnp.concatenate([z[None], zs])
         means = jnp.concatenate([mean[None], means]).swapaxes(0, 1)
         return means, zs

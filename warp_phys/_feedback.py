@@ -36,8 +36,9 @@ def feedback_scan(cell: Callable, carry, x: Float[Array, "b T d"], forced: Float
     forced). With `bound`, every mean the cell returns is clipped to [-bound, bound]
     before it is fed back or returned, so a rollout that runs away stays finite.
 
-    **Returns:** `(states, means)`, stacked over the steps run: `states` as the cell
-    returns them (leading axis time), `means` of shape (steps, b, out).
+    **Returns:** `(carry, states, means)`: the cell's carry after the last step, and,
+    stacked over the steps run, `states` as the cell returns them (leading axis time) and
+    `means` of shape (steps, b, out).
     """
     def step(scan_carry, k):
         carry, previous = scan_carry
@@ -45,5 +46,6 @@ def feedback_scan(cell: Callable, carry, x: Float[Array, "b T d"], forced: Float
         mean = bounded(mean, bound)
         return (carry, mean), (state, mean)
 
-    _, (states, means) = jax.lax.scan(step, (carry, forecast), jnp.arange(start, x.shape[1]))
-    return states, means
+    (carry, _), (states, means) = jax.lax.scan(step, (carry, forecast),
+                                               jnp.arange(start, x.shape[1]))
+    return carry, states, means

@@ -10,6 +10,7 @@ import dataclasses
 import json
 import math
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import equinox as eqx
@@ -81,6 +82,24 @@ def make_optimiser(config: FitConfig) -> optax.GradientTransformationExtraArgs:
             min_scale=config.plateau_min_scale,
         ),
     )
+
+
+def make_step(optimiser, *, kind: str, loss: str, steps: int, context: int,
+              fast_vjp: bool = True, mode: str = "recurrent") -> Callable:
+    """The training step `fit` compiles (with every argument donated), as a function
+    `(model, opt_state, x, targets, labels, key, probability) -> (model, opt_state, loss)`:
+    one optimiser update on one batch, with each step after the context forced with
+    `probability` (every step, for tasks that only read the data)."""
+    def step(model, opt_state, x, targets, labels, key, probability):
+        forced = forced_mask(key, x.shape[0], steps, context, probability)
+        forced = forced if kind == "forecast" else jnp.ones_like(forced)
+        value, grads = eqx.filter_value_and_grad(loss_fn)(
+            model, x, targets, labels, forced, kind=kind, loss=loss, fast_vjp=fast_vjp, mode=mode)
+        params = eqx.filter(model, eqx.is_inexact_array)
+        updates, opt_state = optimiser.update(grads, opt_state, params, value=value)
+        return eqx.apply_updates(model, updates), opt_state, value
+
+    return step
 
 
 def lr_scale(opt_state) -> float:
@@ -297,18 +316,8 @@ def _train_prepared(prepared, system, kind: str, loss_name: str, *, runs_dir, re
     steps_per_epoch = n_train // batch
     replicated, sharded = data_parallel(config.devices, batch)
     model, opt_state = eqx.filter_shard((model, opt_state), replicated)
-    context, steps = system.context, system.steps
-    forcing_all = kind != "forecast"
-
-    def step_fn(model, opt_state, x, targets, labels, key, probability):
-        forced = forced_mask(key, x.shape[0], steps, context, probability)
-        forced = jnp.ones_like(forced) if forcing_all else forced
-        loss, grads = eqx.filter_value_and_grad(loss_fn)(
-            model, x, targets, labels, forced, kind=kind, loss=loss_name, fast_vjp=config.fast_vjp,
-            mode=config.mode)
-        params = eqx.filter(model, eqx.is_inexact_array)
-        updates, opt_state = optimiser.update(grads, opt_state, params, value=loss)
-        return eqx.apply_updates(model, updates), opt_state, loss
+    step_fn = make_step(optimiser, kind=kind, loss=loss_name, steps=system.steps,
+                        context=system.context, fast_vjp=config.fast_vjp, mode=config.mode)
 
     if ensemble:  # every array but the forcing probability has a leading member axis
         member_axis = eqx.if_array(0)  # (a model's functions, e.g. activations, are shared)

@@ -172,12 +172,18 @@ class WARP(eqx.Module):
         """The weight trajectories theta_k, shape (T, batch, D)."""
         rest = eqx.tree_at(lambda m: m.A, self, replace=None)
         params, static = eqx.partition(rest, eqx.is_array)
-        return _run(static, self.A, params, (x, forced), None)[1]
+        _, inputs, last = _recur(static, self.A, params, (x, forced), None)
+        return jnp.concatenate([inputs, last[None]])
 
 
-def _run(static, A, params, args, taps):
+def _recur(static, A, params, args, taps):
     """The WARP recurrence over a batch; A enters only as `theta @ A.T`, at the model's
-    precision (see `linear_unroll` and `transition`)."""
+    precision (see `transition`), and `taps[k - 1]` (when given) is added to the product
+    that makes theta_k (see `linear_unroll`).
+
+    **Returns:** `((means, sigmas), inputs, last)`: the forecasts, `inputs[k]` = theta_k
+    for k < T - 1 (the product that makes theta_{k+1} multiplies it) and theta_{T-1}.
+    """
     model = eqx.combine(params, static)
     x, forced = args
     theta0 = jax.vmap(model.init)(x[:, 0])
@@ -187,27 +193,31 @@ def _run(static, A, params, args, taps):
     def clip(theta):
         return jnp.clip(theta, -model.theta_clip, model.theta_clip) if model.theta_clip else theta
 
-    def tap(theta, k):
-        return theta if taps is None else theta + taps[k]
-
-    theta0 = clip(tap(theta0, 0))
+    theta0 = clip(theta0)
     mean0, sigma0 = readout(theta0, model.tau(1), x0, x0)
 
     apply_A = transition(A, model.precision)
 
     def step(carry, x_in, k):
-        theta, x_prev = carry
-        theta = apply_A(theta) + (x_in - x_prev) @ model.B.T
-        theta = clip(tap(theta, k))
+        previous, x_prev = carry
+        theta = apply_A(previous)
+        theta = theta if taps is None else theta + taps[k - 1]
+        theta = clip(theta + (x_in - x_prev) @ model.B.T)
         mean, sigma = readout(theta, model.tau(k + 1), x_in, x0)
-        return (theta, x_in), (theta, sigma), mean
+        return (theta, x_in), (previous, sigma), mean
 
-    (thetas, sigmas), means = feedback_scan(step, (theta0, x0), x, forced, mean0, start=1)
-    thetas = jnp.concatenate([theta0[None], thetas])
+    (last, _), (inputs, sigmas), means = feedback_scan(step, (theta0, x0), x, forced, mean0,
+                                                       start=1)
     means = jnp.concatenate([mean0[None], means]).swapaxes(0, 1)
     if sigma0 is not None:
         sigmas = jnp.concatenate([sigma0[None], sigmas]).swapaxes(0, 1)
-    return (means, sigmas), thetas
+    return (means, sigmas), inputs, last
+
+
+def _run(static, A, params, args, taps):
+    """`linear_unroll`'s `run` for WARP (see `_recur`)."""
+    outputs, inputs, _ = _recur(static, A, params, args, taps)
+    return outputs, inputs
 
 
 def make_warp(
