@@ -22,10 +22,10 @@ def machine() -> dict:
             "warp_phys": wp.__version__}
 
 
-def median_seconds(f, *args, repeats: int = 5, calls: int = 1) -> float:
-    """Seconds per call of the jitted `f(*args)` after compilation: the median over
-    `repeats` timings of `calls` back-to-back calls (several calls amortise dispatch for
-    kernels of a few milliseconds)."""
+def timings(f, *args, repeats: int = 5, calls: int = 1) -> list[float]:
+    """Seconds per call of the jitted `f(*args)` after compilation, for each of `repeats`
+    timings of `calls` back-to-back calls (several calls amortise dispatch for kernels of a
+    few milliseconds)."""
     f = jax.jit(f)
     jax.block_until_ready(f(*args))
     times = []
@@ -35,7 +35,18 @@ def median_seconds(f, *args, repeats: int = 5, calls: int = 1) -> float:
             out = f(*args)
         jax.block_until_ready(out)
         times.append((time.perf_counter() - start) / calls)
-    return float(np.median(times))
+    return times
+
+
+def median_seconds(f, *args, repeats: int = 5, calls: int = 1) -> float:
+    """The median of `timings`: what a call of `f` typically takes."""
+    return float(np.median(timings(f, *args, repeats=repeats, calls=calls)))
+
+
+def best_seconds(f, *args, repeats: int = 5, calls: int = 1) -> float:
+    """The least of `timings`: what the machine can do, for a floor (a shared machine
+    runs slower at times, never faster)."""
+    return float(np.min(timings(f, *args, repeats=repeats, calls=calls)))
 
 
 def write_result(name: str, result: dict) -> Path:

@@ -1,11 +1,13 @@
 """Seconds per training step of the paper's MSD model, with and without the fast VJP.
 
 The model: root 1 -> 48 x 3 -> 2 (D_theta = 4898), hypernetwork 2 -> 1633 -> 3265 -> 4898,
-T = 256, AR with teacher forcing 0.25, AdaBelief with global-norm clipping. Each
-configuration is timed after compilation (median of `--repeats` steps) in this one run,
-beside a pure-matmul floor measured in the same run: the recurrence's matrix work,
+T = 256, AR with teacher forcing 0.25, AdaBelief with global-norm clipping: the step
+`warp-phys fit` compiles (`make_step`, its arguments donated). Each configuration is
+timed after compilation (median of `--repeats` steps) in this one run, beside a
+pure-matmul floor measured in the same run: the recurrence's matrix work,
 T x batch x 3 x 2 D^2 flops (forward theta @ A^T, backward dtheta @ A and dA), at the
-rate of a large float32 matmul on this machine.
+rate of the faster of two large float32 matmuls on this machine (the best of 5
+timings, taken again before every batch, the highest kept; likewise the bandwidths).
 
     python benchmarks/train_step.py                      # batches 8 and 64
     python benchmarks/train_step.py --batches 1024 --precisions default highest  # a GPU
@@ -33,18 +35,24 @@ import jax.random as jr
 import numpy as np
 
 import warp_phys as wp
-from _common import machine, median_seconds, write_result
-from warp_phys._train import forced_mask, loss_fn, make_optimiser
+from _common import best_seconds, machine, write_result
+from warp_phys._train import make_optimiser, make_step
 
 
 D, T, CONTEXT = 4898, 256, 100
 
 
 def matmul_rate(repeats: int = 5) -> float:
-    """Achieved float32 matmul FLOP/s on a (2048 x D) @ (D x D) product."""
+    """Achieved float32 matmul FLOP/s: the faster of a (2048 x D) @ (D x D) product and
+    the dA product's form, a (D x 2048) @ (2048 x D) product read from two (2048 x D)
+    arrays (XLA's CPU backend runs the two through different kernels; the second was the
+    faster on the 2-core machine)."""
     a = jr.normal(jr.PRNGKey(0), (2048, D), jnp.float32)
     b = jr.normal(jr.PRNGKey(1), (D, D), jnp.float32)
-    return 2 * 2048 * D * D / median_seconds(lambda a, b: a @ b, a, b, repeats=repeats)
+    c = jr.normal(jr.PRNGKey(2), (2048, D), jnp.float32)
+    flops = 2 * 2048 * D * D
+    return max(flops / best_seconds(lambda a, b: a @ b, a, b, repeats=repeats),
+               flops / best_seconds(lambda a, c: a.T @ c, a, c, repeats=repeats))
 
 
 def bandwidth(repeats: int = 5) -> float:
@@ -53,13 +61,13 @@ def bandwidth(repeats: int = 5) -> float:
     (see `transition` in warp_phys/_recurrence.py; the other form, `x @ a`, is slower)."""
     a = jr.normal(jr.PRNGKey(1), (D, D), jnp.float32)
     x = jr.normal(jr.PRNGKey(0), (8, D), jnp.float32)
-    return 4 * D * D / median_seconds(lambda x, a: x @ a.T, x, a, repeats=repeats, calls=10)
+    return 4 * D * D / best_seconds(lambda x, a: x @ a.T, x, a, repeats=repeats, calls=10)
 
 
 def stream_bandwidth(repeats: int = 5) -> float:
     """Achieved bytes/s of a plain sum over A: about the fastest any kernel reads A here."""
     a = jr.normal(jr.PRNGKey(1), (D, D), jnp.float32)
-    return 4 * D * D / median_seconds(jnp.sum, a, repeats=repeats, calls=10)
+    return 4 * D * D / best_seconds(jnp.sum, a, repeats=repeats, calls=10)
 
 
 def peak_memory() -> int | None:
@@ -67,32 +75,34 @@ def peak_memory() -> int | None:
     return None if stats is None else int(stats.get("peak_bytes_in_use", 0))
 
 
-def step_time(batch: int, fast_vjp: bool, repeats: int) -> float:
+def paper_step(batch: int, fast_vjp: bool = True):
+    """The step `warp-phys fit` compiles (`make_step`, every argument donated) for the
+    paper's MSD model, a fresh model and optimiser state, and a batch of data: returns
+    `(step, state, data)`, to be called as `step(*state, *data, key, 0.25)`."""
     config = wp.make_config("msd", "paper", batch_size=batch)
     model = wp.make_warp(2, 2, T, width=48, depth=3, init="hypernetwork", hyper_hidden=2,
                          final="clip", key=jr.PRNGKey(0))
     optimiser = make_optimiser(config)
     opt_state = optimiser.init(eqx.filter(model, eqx.is_inexact_array))
-    x = jr.normal(jr.PRNGKey(2), (batch, T, 2), jnp.float32)
+    # NumPy batches, as `fit` passes them (so they are not donated).
+    x = np.asarray(jr.normal(jr.PRNGKey(2), (batch, T, 2), jnp.float32))
+    labels = np.zeros(batch, np.int64)
+    step = eqx.filter_jit(make_step(optimiser, kind="forecast", loss="mse", steps=T,
+                                    context=CONTEXT, fast_vjp=fast_vjp), donate="all")
+    return step, (model, opt_state), (x, x, labels)
 
-    @eqx.filter_jit
-    def step(model, opt_state, key):
-        forced = forced_mask(key, batch, T, CONTEXT, 0.25)
-        loss, grads = eqx.filter_value_and_grad(loss_fn)(
-            model, x, x, None, forced, kind="forecast", loss="mse", fast_vjp=fast_vjp)
-        updates, opt_state = optimiser.update(grads, opt_state, eqx.filter(model, eqx.is_inexact_array), value=loss)
-        return eqx.apply_updates(model, updates), opt_state, loss
 
+def step_time(batch: int, fast_vjp: bool, repeats: int) -> float:
+    """Median seconds of `paper_step`, after one step to compile."""
+    step, state, data = paper_step(batch, fast_vjp)
     key = jr.PRNGKey(3)
-    model, opt_state, loss = step(model, opt_state, key)
-    loss.block_until_ready()
     times = []
-    for i in range(repeats):
+    for i in range(repeats + 1):
         start = time.perf_counter()
-        model, opt_state, loss = step(model, opt_state, jr.fold_in(key, i))
+        *state, loss = step(*state, *data, jr.fold_in(key, i), 0.25)
         loss.block_until_ready()
         times.append(time.perf_counter() - start)
-    return float(np.median(times))
+    return float(np.median(times[1:]))
 
 
 def main():
@@ -102,28 +112,35 @@ def main():
     parser.add_argument("--precisions", nargs="+", default=["default"],
                         choices=["default", "high", "highest"])
     args = parser.parse_args()
-    rows, rates = [], {}
-    bytes_per_second, streamed = bandwidth(), stream_bandwidth()
+    runs, rates, bytes_per_second, streamed = [], {}, 0.0, 0.0
     for precision in args.precisions:
         with jax.default_matmul_precision(precision):
-            rate = rates[precision] = matmul_rate()
             for batch in args.batches:
-                flops = T * batch * 3 * 2 * D * D
-                floor = max(flops / rate, 2 * T * 4 * D * D / bytes_per_second)
-                # The least any float32 step could take: A read twice per step at the
-                # streaming rate, plus dA, one (D x T batch) @ (T batch x D) product.
-                stream_floor = 2 * T * 4 * D * D / streamed + 2 * T * batch * D * D / rate
+                # The machine's rates, measured again before every batch and the best
+                # kept, so that a slow spell of a shared machine cannot lower the floors.
+                rates[precision] = max(rates.get(precision, 0.0), matmul_rate())
+                bytes_per_second = max(bytes_per_second, bandwidth())
+                streamed = max(streamed, stream_bandwidth())
                 for fast in (True, False):
-                    seconds = step_time(batch, fast, args.repeats)
-                    rows.append({"batch": batch, "precision": precision, "fast_vjp": fast,
-                                 "seconds_per_step": round(seconds, 4),
-                                 "recurrence_tflops": round(flops / seconds / 1e12, 3),
-                                 "floor_seconds": round(floor, 4),
-                                 "ratio_to_floor": round(seconds / floor, 2),
-                                 "stream_floor_seconds": round(stream_floor, 4),
-                                 "peak_memory_gib_so_far": None if peak_memory() is None
-                                 else round(peak_memory() / 2**30, 2)})
-                    print(json.dumps(rows[-1]), flush=True)
+                    runs.append((precision, batch, fast, step_time(batch, fast, args.repeats),
+                                 peak_memory()))
+                    print(json.dumps({"batch": batch, "precision": precision, "fast_vjp": fast,
+                                      "seconds_per_step": round(runs[-1][3], 4)}), flush=True)
+    rows = []
+    for precision, batch, fast, seconds, peak in runs:
+        rate = rates[precision]
+        flops = T * batch * 3 * 2 * D * D
+        floor = max(flops / rate, 2 * T * 4 * D * D / bytes_per_second)
+        # The least any float32 step could take: A read twice per step at the streaming
+        # rate, plus dA, one (D x T batch) @ (T batch x D) product.
+        stream_floor = 2 * T * 4 * D * D / streamed + 2 * T * batch * D * D / rate
+        rows.append({"batch": batch, "precision": precision, "fast_vjp": fast,
+                     "seconds_per_step": round(seconds, 4),
+                     "recurrence_tflops": round(flops / seconds / 1e12, 3),
+                     "floor_seconds": round(floor, 4),
+                     "ratio_to_floor": round(seconds / floor, 2),
+                     "stream_floor_seconds": round(stream_floor, 4),
+                     "peak_memory_gib_so_far": None if peak is None else round(peak / 2**30, 2)})
     backend = jax.default_backend()
     result = {
         "benchmark": "train_step",

@@ -1,0 +1,105 @@
+"""Where one training step of the paper's MSD model spends its time, op by op (CPU).
+
+Runs the step `benchmarks/train_step.py` times (`paper_step`: the step `warp-phys fit`
+compiles) once to compile and once under `jax.profiler.trace`, then sums the trace's
+events per compiled XLA instruction and names each by the JAX operation it came from
+(the instruction's `op_name` in the compiled HLO) and its shape. An instruction inside
+the loop over time shows T - 1 calls.
+
+XLA's CPU runtime leaves no event for some kernels (a dot it hands to Eigen, such as the
+dA product), so their time appears as `untraced_seconds`: the step's wall time less the
+time covered by any traced instruction.
+
+    python benchmarks/profile_step.py --batch 64
+
+Prints JSON and writes benchmarks/results/profile_step-<backend>-batch<B>.json.
+"""
+
+import argparse
+import collections
+import glob
+import gzip
+import json
+import re
+import tempfile
+import time
+
+import jax
+import jax.random as jr
+
+from _common import machine, write_result
+from train_step import D, T, paper_step
+
+INSTRUCTION = re.compile(r'^\s*(?:ROOT )?%(\S+) = (\S+?)(?:\{[^}]*\})? (?:.*?op_name="([^"]*)")?')
+
+
+def labels(hlo: str) -> dict[str, tuple[str, str]]:
+    """Instruction name -> (shape, op_name) for every instruction of the compiled HLO."""
+    found = {}
+    for line in hlo.splitlines():
+        match = INSTRUCTION.match(line)
+        if match:
+            found[match[1]] = (match[2], match[3] or "")
+    return found
+
+
+def covered(intervals) -> float:
+    """Total length of the union of (start, end) intervals."""
+    total, end = 0.0, float("-inf")
+    for start, stop in sorted(intervals):
+        if stop > end:
+            total += stop - max(start, end)
+            end = stop
+    return total
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--batch", type=int, default=64)
+    parser.add_argument("--top", type=int, default=15, help="instructions to list")
+    args = parser.parse_args()
+    if jax.default_backend() != "cpu":
+        raise SystemExit("profile_step.py reads the CPU runtime's trace; run it on a CPU")
+
+    step, state, data = paper_step(args.batch)
+    key = jr.PRNGKey(3)
+    *state, loss = step(*state, *data, key, 0.25)
+    loss.block_until_ready()
+    hlo = step.lower(*state, *data, key, 0.25).compile().compiled.as_text()
+    with tempfile.TemporaryDirectory() as directory:
+        key = jr.fold_in(key, 1)
+        with jax.profiler.trace(directory):
+            start = time.perf_counter()
+            *state, loss = step(*state, *data, key, 0.25)
+            loss.block_until_ready()
+            wall = time.perf_counter() - start
+        [path] = glob.glob(f"{directory}/plugins/profile/*/*.trace.json.gz")
+        with gzip.open(path) as f:
+            events = json.load(f)["traceEvents"]
+
+    names = labels(hlo)
+    events = [e for e in events if e.get("ph") == "X" and e["name"] in names]
+    seconds, calls = collections.Counter(), collections.Counter()
+    for event in events:
+        seconds[event["name"]] += event["dur"] / 1e6
+        calls[event["name"]] += 1
+    traced = covered((e["ts"] / 1e6, (e["ts"] + e["dur"]) / 1e6) for e in events)
+    result = {
+        "benchmark": "profile_step",
+        "command": f"python benchmarks/profile_step.py --batch {args.batch}",
+        "machine": machine(),
+        "model": {"D_theta": D, "T": T, "batch": args.batch, "dtype": "float32"},
+        "wall_seconds": round(wall, 3),
+        "traced_seconds": round(traced, 3),
+        "untraced_seconds": round(wall - traced, 3),
+        "instructions": [
+            {"name": name, "seconds": round(total, 3), "calls": calls[name],
+             "shape": names[name][0], "op_name": names[name][1]}
+            for name, total in seconds.most_common(args.top)
+        ],
+    }
+    write_result(f"profile_step-{jax.default_backend()}-batch{args.batch}", result)
+
+
+if __name__ == "__main__":
+    main()
