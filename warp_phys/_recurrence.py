@@ -183,8 +183,8 @@ def _backward(run, residuals, cotangent):
     pullback, inputs = residuals
     dparams, dargs, dtaps = pullback(cotangent)
     # Flattened first, so the one product contracts a single index that both arrays
-    # already hold contiguously (an einsum over k and b permuted both, 1.2 s at T = 256,
-    # B = 64, D = 4898).
+    # already hold contiguously (an einsum over k and b made XLA copy both into a
+    # permuted layout first; see docs/performance.md).
     size = inputs.shape[-1]
     dA = dtaps.reshape(-1, size).T @ inputs.reshape(-1, size)
     return dA, dparams, dargs

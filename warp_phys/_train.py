@@ -86,7 +86,7 @@ def make_optimiser(config: FitConfig) -> optax.GradientTransformationExtraArgs:
 
 def make_step(optimiser, *, kind: str, loss: str, steps: int, context: int,
               fast_vjp: bool = True, mode: str = "recurrent") -> Callable:
-    """The training step `fit` compiles (with every argument donated), as a function
+    """The training step `fit` jits (donating every argument), as a function
     `(model, opt_state, x, targets, labels, key, probability) -> (model, opt_state, loss)`:
     one optimiser update on one batch, with each step after the context forced with
     `probability` (every step, for tasks that only read the data)."""
