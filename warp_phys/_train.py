@@ -270,6 +270,9 @@ def _train(configs: list[FitConfig], *, runs_dir, resume, progress: bool) -> lis
             "--mode convolutional needs every input read from the data, but forecasting with "
             f"--forcing {config.forcing:g} feeds back the model's own forecasts; use --forcing 1 "
             "or --mode recurrent")
+    # Build the model once as shapes only, so that an option the model rejects (a closed
+    # form with --root-previous, an unknown activation) fails before any data is generated.
+    eqx.filter_eval_shape(build_model, config, system, key=jr.PRNGKey(config.seed))
     prepared = [_prepare(c, system, kind, resume, progress) for c in configs]
     if not _stackable([model for model, _ in prepared]):
         # A grey-box root keeps its seed's normaliser as static data: no common structure,
