@@ -6,7 +6,7 @@ T = 256, AR with teacher forcing 0.25, AdaBelief with global-norm clipping: the 
 timed after compilation (median of `--repeats` steps) in this one run, beside a
 pure-matmul floor measured in the same run: the recurrence's matrix work,
 T x batch x 3 x 2 D^2 flops (forward theta @ A^T, backward dtheta @ A and dA), at the
-rate of the faster of two large float32 matmuls on this machine (the best of 5
+rate of the fastest of three large float32 matmuls on this machine (the best of 5
 timings, taken again before every batch, the highest kept; likewise the bandwidths).
 
     python benchmarks/train_step.py                      # batches 8 and 64
@@ -43,25 +43,30 @@ D, T, CONTEXT = 4898, 256, 100
 
 
 def matmul_rate(repeats: int = 5) -> float:
-    """Achieved float32 matmul FLOP/s: the faster of a (2048 x D) @ (D x D) product and
-    the dA product's form, a (D x 2048) @ (2048 x D) product read from two (2048 x D)
-    arrays (XLA's CPU backend runs the two through different kernels; the second was the
-    faster on the 2-core machine)."""
+    """Achieved float32 matmul FLOP/s: the fastest of three large products XLA's CPU
+    backend runs through different kernels: (2048 x D) @ (D x D), the dA product's form
+    (a (D x 2048) @ (2048 x D) product read from two (2048 x D) arrays), and
+    (D x D) @ (D x 2048), the form of the recurrence's products on a CPU."""
     a = jr.normal(jr.PRNGKey(0), (2048, D), jnp.float32)
     b = jr.normal(jr.PRNGKey(1), (D, D), jnp.float32)
     c = jr.normal(jr.PRNGKey(2), (2048, D), jnp.float32)
+    columns = jnp.asarray(np.asarray(c).T.copy())
     flops = 2 * 2048 * D * D
     return max(flops / best_seconds(lambda a, b: a @ b, a, b, repeats=repeats),
-               flops / best_seconds(lambda a, c: a.T @ c, a, c, repeats=repeats))
+               flops / best_seconds(lambda a, c: a.T @ c, a, c, repeats=repeats),
+               flops / best_seconds(lambda b, columns: b @ columns, b, columns, repeats=repeats))
 
 
 def bandwidth(repeats: int = 5) -> float:
-    """Achieved bytes/s of a batch-8 product with A (read once per product), in the form
-    both of the recurrence's products take: `x @ a.T`, contracting A's contiguous index
-    (see `transition` in warp_phys/_recurrence.py; the other form, `x @ a`, is slower)."""
+    """Achieved bytes/s of a batch-8 product with A (read once per product): the faster of
+    `x @ a.T` (contracting A's contiguous index) and `a @ columns` (x held as the columns
+    of a (D, 8) array), the form both of the recurrence's products take on a CPU (see
+    `transition` in warp_phys/_recurrence.py)."""
     a = jr.normal(jr.PRNGKey(1), (D, D), jnp.float32)
     x = jr.normal(jr.PRNGKey(0), (8, D), jnp.float32)
-    return 4 * D * D / best_seconds(lambda x, a: x @ a.T, x, a, repeats=repeats, calls=10)
+    columns = jnp.asarray(np.asarray(x).T.copy())
+    return 4 * D * D / min(best_seconds(lambda x, a: x @ a.T, x, a, repeats=repeats, calls=10),
+                           best_seconds(lambda c, a: a @ c, columns, a, repeats=repeats, calls=10))
 
 
 def stream_bandwidth(repeats: int = 5) -> float:
@@ -145,7 +150,8 @@ def main():
     result = {
         "benchmark": "train_step",
         "command": ("python benchmarks/train_step.py --batches " + " ".join(map(str, args.batches))
-                    + " --precisions " + " ".join(args.precisions)),
+                    + " --precisions " + " ".join(args.precisions)
+                    + f" --repeats {args.repeats}"),
         "machine": machine(),
         "model": {"D_theta": D, "T": T, "hypernetwork": [2, 1633, 3265, 4898], "dtype": "float32"},
         "matmul_tflops": {p: round(r / 1e12, 4) for p, r in rates.items()},

@@ -122,7 +122,10 @@ class PhysicsRoot(AbstractRoot):
     def parameters(self, theta: Float[Array, " D"], tau: Float[Array, ""]) -> Float[Array, " P"]:
         """The full free-parameter vector p (ordered as `System.free_parameters`) that
         `theta` encodes at `tau`; parameters outside the dynamics sit at their centre."""
-        u = self.latent(theta, tau)
+        return self.transform(self.latent(theta, tau))
+
+    def transform(self, u: Float[Array, " u"]) -> Float[Array, " P"]:
+        """The full free-parameter vector p for the unconstrained unknowns `u`."""
         z = self.reach * jnp.tanh(u / self.reach)
         centre, half = jnp.asarray(self.centre, z.dtype), jnp.asarray(self.half, z.dtype)
         value = centre + half * z
@@ -149,7 +152,13 @@ class PhysicsRoot(AbstractRoot):
         return jnp.where(ok, solution.ys[-1], jnp.nan)
 
     def __call__(self, theta, tau, x, x0):
-        p = self.parameters(theta, tau)
+        return self.predict(self.parameters(theta, tau), tau, x, x0)
+
+    def predict(self, p: Float[Array, " P"], tau: Float[Array, ""], x: Float[Array, " d"],
+                x0: Float[Array, " d"]) -> Float[Array, " d"]:
+        """The root's output under parameters `p` (model units): the state at `tau`, from
+        the step's input `x` one interval earlier (`previous`) or from `x0`; the class
+        logits for a classifier."""
         if self.classes:
             value = p[self.label]
             half = self.half[self.index.index(self.label)]

@@ -12,8 +12,8 @@ array, no D x D carry), and then, with the products' inputs stacked as x_k = the
 
 is a single (D, (T - 1) B) @ ((T - 1) B, D) matrix product over two arrays the scans
 wrote whole, so nothing is sliced or copied before it. On a CPU both per-step products
-with A contract its contiguous index, the pullback's through a transposed copy of A (see
-`transition`).
+are made as `matrix @ columns`, the batch as the columns of a (D, B) array, the pullback's
+through a transposed copy of A (see `transition`).
 
 Also here: structured transitions (A diagonal plus low-rank, or block-diagonal by root
 layer), the precision of the products with A, and the convolutional mode's pieces (the
@@ -35,16 +35,33 @@ from jaxtyping import Array, Float
 PRECISIONS = ("float32", "tf32", "bf16")
 
 
-def _times_transpose(x, matrix, precision: str):
-    """`x @ matrix.T` at `precision` (see `transition`), in x's dtype: one contraction of
-    both last indices, with no transpose op that XLA could lay out on its own."""
-    dtype = x.dtype
+def _dot(a, b, contract: tuple[int, int], precision: str, dtype):
+    """The product of `a` and `b` over their indices `contract` at `precision` (see
+    `transition`), in `dtype`."""
     if precision == "bf16":
-        x, matrix, level = x.astype(jnp.bfloat16), matrix.astype(jnp.bfloat16), None
+        a, b, level = a.astype(jnp.bfloat16), b.astype(jnp.bfloat16), None
     else:
         level = jax.lax.Precision.HIGHEST if precision == "float32" else jax.lax.Precision.DEFAULT
-    return jax.lax.dot_general(x, matrix, (((x.ndim - 1,), (1,)), ((), ())), precision=level,
-                               preferred_element_type=dtype)
+    return jax.lax.dot_general(a, b, (((contract[0],), (contract[1],)), ((), ())),
+                               precision=level, preferred_element_type=dtype)
+
+
+def _times_transpose(x, matrix, precision: str):
+    """`x @ matrix.T` at `precision`, in x's dtype: one contraction of both last indices,
+    with no transpose op that XLA could lay out on its own."""
+    return _dot(x, matrix, (x.ndim - 1, 1), precision, x.dtype)
+
+
+def _times_transpose_by_columns(x, matrix, precision: str):
+    """`x @ matrix.T` for x of shape (B, D), computed as `(matrix @ x.T).T` with `x.T` made
+    a (D, B) array of its own. XLA's CPU kernel reads the matrix faster in this form
+    (`A @ columns` in benchmarks/products.py: 1.2x at batch 64, 1.6x at batch 8); the
+    barriers keep XLA from folding the two transposes (B x D copies, small beside the
+    D x D matrix) back into the product's layout, which restores the slower kernel."""
+    if x.ndim != 2:
+        return _times_transpose(x, matrix, precision)
+    columns = jax.lax.optimization_barrier(x.T)
+    return jax.lax.optimization_barrier(_dot(matrix, columns, (1, 0), precision, x.dtype)).T
 
 
 class AbstractTransition(eqx.Module):
@@ -119,11 +136,11 @@ def transition(A, precision: str = "float32") -> Callable:
     matrix = A.astype(jnp.bfloat16) if precision == "bf16" else A
     if jax.default_backend() != "cpu":
         return lambda theta: _times_transpose(theta, matrix, precision)
-    # XLA's CPU kernel reads the matrix of a product about twice as fast when the index
-    # it contracts is the contiguous one (19 against 11 GB/s at batch 8,
-    # benchmarks/products.py). `theta @ A.T` is that form, but autodiff's pullback
-    # `g @ A` is not; so the pullback multiplies by a transposed copy of A, made here,
-    # once, outside any loop over steps.
+    # XLA's CPU kernel reads the matrix of a product fastest as `matrix @ columns`, the
+    # contracted index of the matrix contiguous and the batch in the columns (31 GB/s at
+    # batch 8 against 19 for `theta @ A.T` and 11 for `g @ A`, benchmarks/products.py).
+    # Both products take that form: the forward `A @ theta.T`, the pullback `A.T @ g.T`
+    # with a transposed copy of A made here, once, outside any loop over steps.
     transposed = jax.lax.stop_gradient(matrix.T)
     return lambda theta: _dense_product(theta, matrix, transposed, precision)
 
@@ -131,17 +148,18 @@ def transition(A, precision: str = "float32") -> Callable:
 @functools.partial(jax.custom_vjp, nondiff_argnums=(3,))
 def _dense_product(x, matrix, transposed, precision):
     """`x @ matrix.T`, whose pullback computes `g @ matrix` as `g @ transposed.T`."""
-    return _times_transpose(x, matrix, precision)
+    return _times_transpose_by_columns(x, matrix, precision)
 
 
 def _dense_product_forward(x, matrix, transposed, precision):
-    return _times_transpose(x, matrix, precision), (x, transposed)
+    return _times_transpose_by_columns(x, matrix, precision), (x, transposed)
 
 
 def _dense_product_backward(precision, residuals, g):
     x, transposed = residuals
     dmatrix = jnp.einsum("bi,bj->ij", g, x).astype(transposed.dtype)
-    return _times_transpose(g, transposed, precision).astype(x.dtype), dmatrix, None
+    return (_times_transpose_by_columns(g, transposed, precision).astype(x.dtype), dmatrix,
+            None)
 
 
 _dense_product.defvjp(_dense_product_forward, _dense_product_backward)
