@@ -3,7 +3,10 @@
 A training step of the paper's MSD model multiplies by A (D = 4898) twice per time step:
 forward `theta @ A.T` (contracting A's columns) and backward `g @ A` (contracting its
 rows); `A @ columns` is the forward product with theta stored as the columns of a
-(D, batch) array instead. This times the three forms at several batch sizes (a large
+(D, batch) array instead, `(A @ theta.T).T` the same written on theta (XLA folds the
+transposes back into the product's layout), and `transition(A)` what the recurrence runs
+(on a CPU, the columns form behind optimisation barriers, copies included). This times
+the five forms at several batch sizes (a large
 batch gives the rate flops can be done at) beside a plain sum over A (the rate A can be
 read at), all in one run, so that `train_step.py`'s gap to its floors can be traced to
 the kernel that causes it.
@@ -22,6 +25,7 @@ import jax.random as jr
 import numpy as np
 
 from _common import machine, median_seconds, write_result
+from warp_phys._recurrence import transition
 
 
 D = 4898
@@ -40,7 +44,11 @@ def main():
         x = jr.normal(jr.PRNGKey(0), (batch, D), jnp.float32)
         forms = (("theta @ A.T", lambda x, A: x @ A.T, x), ("g @ A", lambda x, A: x @ A, x),
                  # theta held as the columns of a (D, batch) array, as an array of its own
-                 ("A @ columns", lambda c, A: A @ c, jnp.asarray(np.asarray(x).T.copy())))
+                 ("A @ columns", lambda c, A: A @ c, jnp.asarray(np.asarray(x).T.copy())),
+                 # the same written on theta itself: XLA folds both transposes away
+                 ("(A @ theta.T).T", lambda x, A: (A @ x.T).T, x),
+                 # what the recurrence runs on a CPU: the columns form behind barriers
+                 ("transition(A)", lambda x, A: transition(A)(x), x))
         for form, f, operand in forms:
             s = median_seconds(f, operand, A, repeats=args.repeats)
             rows.append({"batch": batch, "form": form, "milliseconds": round(s * 1e3, 3),

@@ -139,7 +139,6 @@ def test_devices_and_mode_refuse_what_cannot_work(overrides, message, tmp_path):
         wp.fit(tiny_config(**overrides), runs_dir=tmp_path, progress=False)
 
 
-
 def test_a_model_the_options_cannot_build_fails_before_data_is_generated(tmp_path, monkeypatch):
     def no_data(*args, **kwargs):
         raise AssertionError("data generated before the model was checked")
@@ -149,6 +148,7 @@ def test_a_model_the_options_cannot_build_fails_before_data_is_generated(tmp_pat
     with pytest.raises(wp.WarpPhysError, match="closed form.*drop --root-previous"):
         wp.fit(config, runs_dir=tmp_path, progress=False)
     assert not list(tmp_path.iterdir())  # no run directory either
+
 
 def test_convolutional_mode_trains_like_the_recurrent_mode(tmp_path):
     # Classification reads every input, so the two modes must train identically.

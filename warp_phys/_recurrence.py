@@ -55,7 +55,7 @@ def _times_transpose(x, matrix, precision: str):
 def _times_transpose_by_columns(x, matrix, precision: str):
     """`x @ matrix.T` for x of shape (B, D), computed as `(matrix @ x.T).T` with `x.T` made
     a (D, B) array of its own. XLA's CPU kernel reads the matrix faster in this form
-    (`A @ columns` in benchmarks/products.py: 1.2x at batch 64, 1.6x at batch 8); the
+    (`A @ columns` in benchmarks/products.py: 1.3x at batch 64, 1.6x at batch 8); the
     barriers keep XLA from folding the two transposes (B x D copies, small beside the
     D x D matrix) back into the product's layout, which restores the slower kernel."""
     if x.ndim != 2:
@@ -137,8 +137,8 @@ def transition(A, precision: str = "float32") -> Callable:
     if jax.default_backend() != "cpu":
         return lambda theta: _times_transpose(theta, matrix, precision)
     # XLA's CPU kernel reads the matrix of a product fastest as `matrix @ columns`, the
-    # contracted index of the matrix contiguous and the batch in the columns (31 GB/s at
-    # batch 8 against 19 for `theta @ A.T` and 11 for `g @ A`, benchmarks/products.py).
+    # contracted index of the matrix contiguous and the batch in the columns (33 GB/s at
+    # batch 8 against 20 for `theta @ A.T` and 12 for `g @ A`, benchmarks/products.py).
     # Both products take that form: the forward `A @ theta.T`, the pullback `A.T @ g.T`
     # with a transposed copy of A made here, once, outside any loop over steps.
     transposed = jax.lax.stop_gradient(matrix.T)
