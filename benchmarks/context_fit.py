@@ -84,14 +84,17 @@ def main():
     parser.add_argument("run", type=Path)
     parser.add_argument("--iterations", type=int, default=20)
     args = parser.parse_args()
-    run = wp.Run.open(args.run)
+    try:
+        run = wp.Run.open(args.run)
+    except wp.WarpPhysError as error:
+        parser.exit(2, f"context_fit.py: {error}\n")
     if run.config.model != "warp-phys":
-        raise SystemExit(f"context_fit.py: {args.run} is a {run.config.model} run; it needs a "
-                         "warp-phys run")
+        parser.exit(2, f"context_fit.py: {args.run} is a {run.config.model} run; it needs a "
+                       "warp-phys run\n")
     model = run.load_model()
     root = model.root
     if root.classes:
-        raise SystemExit("context_fit.py: a classifier has no forecast to compare")
+        parser.exit(2, "context_fit.py: a classifier has no forecast to compare\n")
     system = run.system
     splits = [s for s in system.splits if s.startswith("test")]
     data = load_splits(system, run.config, ["train", *splits])
