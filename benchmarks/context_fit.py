@@ -26,7 +26,7 @@ import numpy as np
 import warp_phys as wp
 from _common import machine, write_result
 from warp_phys._evaluate import load_splits, trajectory_errors
-from warp_phys._greybox import encode
+from warp_phys._greybox import encode, identified
 
 
 # jax.scipy.linalg.expm differentiated under vmap hung (all XLA CPU workers idle) at 256
@@ -71,14 +71,6 @@ def fit_and_forecast(root, u0, xs, context: int, steps: int, iterations: int):
     return p, forecasts
 
 
-def identifiable(root, p: np.ndarray) -> np.ndarray:
-    """What the data determines: the entries of M(p) for a linear system (the msd
-    trajectories depend on k/m and c/m only), the unknowns otherwise."""
-    if root.route == "linear":
-        return np.asarray(jax.vmap(root.compiled.matrix)(jnp.asarray(p))).reshape(len(p), -1)
-    return p[:, list(root.index)]
-
-
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("run", type=Path)
@@ -98,7 +90,7 @@ def main():
     system = run.system
     splits = [s for s in system.splits if s.startswith("test")]
     data = load_splits(system, run.config, ["train", *splits])
-    trained = identifiable(root, data.pop("train").params)
+    trained = identified(root, data.pop("train").params)
     low, high = trained.min(axis=0), trained.max(axis=0)
     solve = eqx.filter_jit(eqx.filter_vmap(
         fit_and_forecast, in_axes=(None, 0, 0, None, None, None)))
@@ -124,7 +116,7 @@ def main():
         fitted_err = np.mean((run.normaliser.inverse(forecasts.astype(np.float64)) - truth) ** 2,
                              axis=(1, 2))
         model_err = trajectory_errors(model, dataset, run.normaliser)
-        true_q = identifiable(root, dataset.params)
+        true_q = identified(root, dataset.params)
         varying = np.ptp(true_q, axis=0) > 0
 
         def median_relative(q):
@@ -140,8 +132,8 @@ def main():
             "model_mse": float(np.mean(model_err)),
             "fitted_mse": float(np.mean(fitted_err)),
             "fitted_max_mse": float(np.max(fitted_err)),
-            "model_median_relative_error": median_relative(identifiable(root, inferred)),
-            "fitted_median_relative_error": median_relative(identifiable(root, fitted)),
+            "model_median_relative_error": median_relative(identified(root, inferred)),
+            "fitted_median_relative_error": median_relative(identified(root, fitted)),
             "fit_seconds": seconds,
         }
     result["machine"] = machine()

@@ -311,6 +311,17 @@ def learned_law(system: System, p) -> list[sp.Eq]:
 
 
 
+def identified(root: PhysicsRoot, p) -> np.ndarray:
+    """What a trajectory determines about the parameters `p` (n, P, ordered as
+    `System.free_parameters`), shape (n, Q): for a linear system the entries of M(p) in
+    row-major order (the msd trajectories depend on k/m and c/m, not on m, k and c apart),
+    otherwise the unknowns."""
+    p = np.asarray(p)
+    if root.route != "linear":
+        return p[:, list(root.index)]
+    return np.asarray(jax.vmap(root.compiled.matrix)(jnp.asarray(p))).reshape(len(p), -1)
+
+
 def parameter_report(model, system: System, data: dict, normaliser) -> dict:
     """True against inferred physical parameters on each forecasting test split.
 
@@ -324,7 +335,6 @@ def parameter_report(model, system: System, data: dict, normaliser) -> dict:
     """
     root = model.root
     names = [system.free_parameters[i].name for i in root.index]
-    matrix = jax.jit(jax.vmap(root.compiled.matrix)) if root.route == "linear" else None
     values, summary, parameters = {}, {}, {}
     for split, dataset in data.items():
         if not split.startswith("test"):
@@ -333,16 +343,14 @@ def parameter_report(model, system: System, data: dict, normaliser) -> dict:
         inferred_all = parameters[split] = inferred_parameters(model, x, dataset.context)
         true = dataset.params[:, list(root.index)]
         inferred = inferred_all[:, list(root.index)]
-        if matrix is not None:
+        extra = []
+        if root.route == "linear":
             d = len(system.state)
-            m_true = np.asarray(matrix(jnp.asarray(dataset.params))).reshape(len(x), d * d)
-            m_inferred = np.asarray(matrix(jnp.asarray(inferred_all))).reshape(len(x), d * d)
-            varying = [j for j in range(d * d) if np.ptp(m_true[:, j]) > 0]
-            true = np.concatenate([true, m_true[:, varying]], axis=1)
-            inferred = np.concatenate([inferred, m_inferred[:, varying]], axis=1)
+            m_true = identified(root, dataset.params)
+            varying = np.flatnonzero(np.ptp(m_true, axis=0) > 0)
             extra = [f"M[{j // d},{j % d}]" for j in varying]
-        else:
-            extra = []
+            true = np.concatenate([true, m_true[:, varying]], axis=1)
+            inferred = np.concatenate([inferred, identified(root, inferred_all)[:, varying]], axis=1)
         values[split] = (true, inferred)
         summary[split] = {}
         for i, name in enumerate(names + extra):
