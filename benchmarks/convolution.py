@@ -7,7 +7,11 @@ read from the data), MSE, AdaBelief with global-norm clipping. Both modes train 
 model on the same batch in this one run; each step is compiled ahead of time and timed
 `--repeats` times (median). The recurrent mode costs batch x T x D^2 per pass; the
 convolutional mode computes the kernel A^j B (and A^k theta_0) in one chain of T
-matrix-vector products whatever the batch, then an FFT convolution over time.
+matrix-vector products whatever the batch, then a causal convolution over time.
+
+The convolution on its own (forward and backward, b x T x 2 inputs against a T x 2 x D
+kernel) is timed too: warp-phys's blocked matrix products at several block lengths beside
+an FFT over time (zero-padded to 2T), the form it replaced, written here as the comparison.
 
     python benchmarks/convolution.py                          # batches 16, 64, 256
     python benchmarks/convolution.py --batches 1024 --repeats 5   # a GPU
@@ -16,6 +20,7 @@ Prints JSON and writes benchmarks/results/convolution-<backend>.json.
 """
 
 import argparse
+import functools
 import json
 import time
 
@@ -27,6 +32,7 @@ import numpy as np
 
 import warp_phys as wp
 from _common import machine, write_result
+from warp_phys._recurrence import causal_convolution
 from warp_phys._train import loss_fn, make_optimiser
 
 
@@ -65,6 +71,34 @@ def step_time(batch: int, mode: str, repeats: int) -> tuple[float, float, float]
     return float(np.median(times)), compile_seconds, float(value)
 
 
+def fft_convolution(inputs, kernel):
+    """The comparison: the same causal convolution by FFT over time (padded to 2T)."""
+    n = 2 * inputs.shape[1]
+    u = jnp.fft.rfft(inputs, n, axis=1)  # (b, F, c)
+    k = jnp.fft.rfft(kernel, n, axis=0)  # (F, c, D)
+    spectrum = sum(u[:, None, :, i] * k[:, i, :].T[None] for i in range(inputs.shape[-1]))
+    return jnp.fft.irfft(spectrum, n, axis=-1)[..., : inputs.shape[1]].swapaxes(1, 2)
+
+
+def convolution_time(batch: int, convolve, repeats: int) -> tuple[float, float]:
+    """(median seconds of one forward and backward pass of `convolve`, max relative
+    difference from the blocked form's result)."""
+    inputs = 0.1 * jr.normal(jr.PRNGKey(0), (batch, T, 2), jnp.float32)
+    kernel = 0.1 * jr.normal(jr.PRNGKey(1), (T, 2, D), jnp.float32)
+    weights = jr.normal(jr.PRNGKey(2), (batch, T, D), jnp.float32)
+    # Everything is an argument: closed-over arrays would let XLA fold the work at compile time.
+    grad = jax.jit(jax.value_and_grad(lambda k, x, w: jnp.sum(convolve(x, k) * w)))
+    jax.block_until_ready(grad(kernel, inputs, weights))
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        jax.block_until_ready(grad(kernel, inputs, weights))
+        times.append(time.perf_counter() - start)
+    out, reference = jax.jit(convolve)(inputs, kernel), causal_convolution(inputs, kernel)
+    difference = float(jnp.max(jnp.abs(out - reference)) / jnp.max(jnp.abs(reference)))
+    return float(np.median(times)), difference
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--batches", type=int, nargs="+", default=[16, 64, 256])
@@ -81,6 +115,16 @@ def main():
             print(json.dumps(rows[-1]), flush=True)
         rows.append({"batch": batch, "speedup": round(timed["recurrent"] / timed["convolutional"], 2)})
         print(json.dumps(rows[-1]), flush=True)
+    forms = {f"blocked {block}": functools.partial(causal_convolution, block=block)
+             for block in (8, 16, 32, 64)}
+    forms["fft"] = fft_convolution
+    for batch in args.batches:
+        for form, convolve in forms.items():
+            seconds, difference = convolution_time(batch, convolve, args.repeats)
+            rows.append({"batch": batch, "convolution": form,
+                         "seconds_forward_backward": round(seconds, 4),
+                         "max_relative_difference": difference})
+            print(json.dumps(rows[-1]), flush=True)
     backend = jax.default_backend()
     result = {
         "benchmark": "convolution",

@@ -145,7 +145,8 @@ def test_convolutional_mode_is_causal():
     assert not np.allclose(a[:, 7:], b[:, 7:])
 
 
-def test_causal_convolution_against_a_loop():
+@pytest.mark.parametrize("block", [1, 4, 9, 16])  # 4: the last block is shorter
+def test_causal_convolution_against_a_loop(block):
     from warp_phys._recurrence import causal_convolution
 
     rng = np.random.default_rng(0)
@@ -154,8 +155,16 @@ def test_causal_convolution_against_a_loop():
     for k in range(9):
         for j in range(k + 1):
             expected[:, k] += inputs[:, j] @ kernel[k - j]
-    np.testing.assert_allclose(causal_convolution(jnp.asarray(inputs), jnp.asarray(kernel)),
-                               expected, rtol=1e-12, atol=1e-12)
+    out = causal_convolution(jnp.asarray(inputs), jnp.asarray(kernel), block=block)
+    np.testing.assert_allclose(out, expected, rtol=1e-12, atol=1e-12)
+    # The kernel's gradient: d sum(out * w) / d kernel[l] = sum_{k >= l} inputs[:, k - l]^T w[:, k].
+    w = rng.normal(size=expected.shape)
+    grad = jax.grad(lambda K: jnp.sum(causal_convolution(jnp.asarray(inputs), K, block=block) * w))
+    expected_grad = np.zeros_like(kernel)
+    for lag in range(9):
+        for k in range(lag, 9):
+            expected_grad[lag] += inputs[:, k - lag].T @ w[:, k]
+    np.testing.assert_allclose(grad(jnp.asarray(kernel)), expected_grad, rtol=1e-12, atol=1e-12)
 
 
 def test_convolutional_mode_refuses_a_clipped_theta():

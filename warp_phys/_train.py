@@ -438,9 +438,9 @@ def _path(config: FitConfig, model) -> str:
         return "recurrent: one (batch x D) @ (D x D) product per step"
     if model.shares_theta0:
         return ("convolutional, shared theta_0: the kernel A^j B and A^k theta_0 in one chain "
-                "of T matrix-vector products, the inputs by FFT convolution")
-    return ("convolutional, per-sequence theta_0 (hypernetwork): the inputs by FFT "
-            "convolution, A^k theta_0 by the batched recurrence")
+                "of T matrix-vector products, the inputs by a causal convolution (blocked matrix products)")
+    return ("convolutional, per-sequence theta_0 (hypernetwork): the inputs by a causal "
+            "convolution (blocked matrix products), A^k theta_0 by the batched recurrence")
 
 
 def _forcing(config: FitConfig, epoch: int) -> float:

@@ -140,7 +140,7 @@ class WARP(eqx.Module):
             theta_k = A^k theta_0 + sum_{j=1..k} (A^(k-j) B) (x_j - x_{j-1})
 
         The kernel A^j B is one chain of T matrix-vector products with A whatever the
-        batch size, and the sum a causal FFT convolution over time. With a shared theta_0
+        batch size, and the sum a causal convolution over time (blocked matrix products). With a shared theta_0
         (`init="learned"`) the free term A^k theta_0 joins the same chain, so nothing costs
         batch x T x D^2; with a hypernetwork each sequence's theta_0 differs and A^k theta_0
         needs the batched recurrence (`powers` over the batch). Not available with
@@ -163,7 +163,7 @@ class WARP(eqx.Module):
             chain = powers(self.A, self.B.T, steps, fast_vjp=fast_vjp, precision=self.precision)
             free = powers(self.A, theta0, steps, fast_vjp=fast_vjp,
                           precision=self.precision).swapaxes(0, 1)
-        thetas = free + causal_convolution(dx, chain[:, :d])
+        thetas = free + causal_convolution(dx, chain[:, :d], precision=self.precision)
         taus = self.tau(jnp.arange(1, steps + 1)).astype(x.dtype)
         per_step = jax.vmap(self.readout, in_axes=(0, 0, 0, None))
         return jax.vmap(per_step, in_axes=(0, None, 0, 0))(thetas, taus, x, x[:, 0])
