@@ -39,8 +39,10 @@ from warp_phys._train import loss_fn, make_optimiser
 D, T = 4898, 256
 
 
-def step_time(batch: int, mode: str, repeats: int) -> tuple[float, float, float]:
-    """(median seconds per step, compile seconds, loss) for one training step."""
+def lv_step(batch: int, mode: str):
+    """One compiled training step of the model above in `mode`, and its first arguments:
+    returns `(step, (params, opt_state, x))`, called as `step(params, opt_state, x) ->
+    (params, opt_state, loss)` (params and optimiser state donated)."""
     config = wp.make_config("lotka-volterra", "paper", batch_size=batch, mode=mode)
     model = wp.make_warp(2, 2, T, width=48, depth=3, init="learned", final="dynamic-tanh",
                          key=jr.PRNGKey(0))
@@ -59,8 +61,14 @@ def step_time(batch: int, mode: str, repeats: int) -> tuple[float, float, float]
         updates, opt_state = optimiser.update(grads, opt_state, params, value=value)
         return eqx.apply_updates(params, updates), opt_state, value
 
-    start = time.perf_counter()
     compiled = jax.jit(step, donate_argnums=(0, 1)).lower(params, opt_state, x).compile()
+    return compiled, (params, opt_state, x)
+
+
+def step_time(batch: int, mode: str, repeats: int) -> tuple[float, float, float]:
+    """(median seconds per step, compile seconds, loss) for one training step."""
+    start = time.perf_counter()
+    compiled, (params, opt_state, x) = lv_step(batch, mode)
     compile_seconds = time.perf_counter() - start
     times = []
     for _ in range(repeats):

@@ -1,8 +1,10 @@
-"""Where one training step of the paper's MSD model spends its time, op by op (CPU).
+"""Where one training step spends its time, op by op (CPU).
 
-Runs the step `benchmarks/train_step.py` times (`paper_step`: the step `warp-phys fit`
-compiles, compiled once ahead of time) once to warm up and once under
-`jax.profiler.trace`, then sums the trace's
+Runs a step compiled once ahead of time, once to warm up and once under
+`jax.profiler.trace`: by default the paper's MSD step that `benchmarks/train_step.py`
+times (`paper_step`: the step `warp-phys fit` compiles); with `--mode convolutional` (or
+`recurrent-lv`) the lotka-volterra step `benchmarks/convolution.py` times. It sums the
+trace's
 events per compiled XLA instruction and names each by the JAX operation it came from
 (the instruction's `op_name` in the compiled HLO) and its shape. An instruction inside
 the loop over time shows T - 1 calls.
@@ -12,14 +14,17 @@ dA product), so their time appears as `untraced_seconds`: the step's wall time l
 time covered by any traced instruction.
 
     python benchmarks/profile_step.py --batch 64
+    python benchmarks/profile_step.py --batch 256 --mode convolutional
 
-Prints JSON and writes benchmarks/results/profile_step-<backend>-batch<B>.json.
+Prints JSON and writes benchmarks/results/profile_step-<backend>-batch<B>.json (with
+`-convolutional` or `-recurrent-lv` before `.json` for the lotka-volterra step).
 """
 
 import argparse
 import collections
 import glob
 import gzip
+import itertools
 import json
 import re
 import tempfile
@@ -29,6 +34,7 @@ import jax
 import jax.random as jr
 
 from _common import machine, write_result
+from convolution import lv_step
 from train_step import D, T, paper_step
 
 INSTRUCTION = re.compile(r'^\s*(?:ROOT )?%(\S+) = (\S+?)(?:\{[^}]*\})? (?:.*?op_name="([^"]*)")?')
@@ -58,23 +64,39 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--batch", type=int, default=64)
     parser.add_argument("--top", type=int, default=15, help="instructions to list")
+    parser.add_argument("--mode", choices=["paper-msd", "convolutional", "recurrent-lv"],
+                        default="paper-msd", help="which step to profile")
     args = parser.parse_args()
     if jax.default_backend() != "cpu":
         raise SystemExit("profile_step.py reads the CPU runtime's trace; run it on a CPU")
 
-    step, state, data = paper_step(args.batch)
-    key = jr.PRNGKey(3)
-    # One compiled executable both runs and names the instructions, so the names in the
-    # trace are those of the HLO read here.
-    step = step.lower(*state, *data, key, 0.25).compile()
-    hlo = step.compiled.as_text()
-    *state, loss = step(*state, *data, key, 0.25)
+    if args.mode == "paper-msd":
+        step, state, data = paper_step(args.batch)
+        key = jr.PRNGKey(3)
+        # One compiled executable both runs and names the instructions, so the names in
+        # the trace are those of the HLO read here.
+        step = step.lower(*state, *data, key, 0.25).compile()
+        hlo = step.compiled.as_text()
+
+        keys = (jr.fold_in(key, i) for i in itertools.count())
+
+        def run(state):
+            *state, loss = step(*state, *data, next(keys), 0.25)
+            return state, loss
+    else:
+        step, state = lv_step(args.batch, args.mode.removesuffix("-lv"))
+        hlo = step.as_text()
+
+        def run(state):
+            params, opt_state, loss = step(*state)
+            return (params, opt_state, state[2]), loss
+
+    state, loss = run(state)
     loss.block_until_ready()
     with tempfile.TemporaryDirectory() as directory:
-        key = jr.fold_in(key, 1)
         with jax.profiler.trace(directory):
             start = time.perf_counter()
-            *state, loss = step(*state, *data, key, 0.25)
+            state, loss = run(state)
             loss.block_until_ready()
             wall = time.perf_counter() - start
         [path] = glob.glob(f"{directory}/plugins/profile/*/*.trace.json.gz")
@@ -90,9 +112,10 @@ def main():
     traced = covered((e["ts"] / 1e6, (e["ts"] + e["dur"]) / 1e6) for e in events)
     result = {
         "benchmark": "profile_step",
-        "command": f"python benchmarks/profile_step.py --batch {args.batch}",
+        "command": f"python benchmarks/profile_step.py --batch {args.batch} --mode {args.mode}",
         "machine": machine(),
-        "model": {"D_theta": D, "T": T, "batch": args.batch, "dtype": "float32"},
+        "model": {"step": args.mode, "D_theta": D, "T": T, "batch": args.batch,
+                  "dtype": "float32"},
         "wall_seconds": round(wall, 3),
         "traced_seconds": round(traced, 3),
         "untraced_seconds": round(wall - traced, 3),
@@ -102,7 +125,8 @@ def main():
             for name, total in seconds.most_common(args.top)
         ],
     }
-    write_result(f"profile_step-{jax.default_backend()}-batch{args.batch}", result)
+    suffix = "" if args.mode == "paper-msd" else f"-{args.mode}"
+    write_result(f"profile_step-{jax.default_backend()}-batch{args.batch}{suffix}", result)
 
 
 if __name__ == "__main__":
