@@ -143,8 +143,8 @@ class WARP(eqx.Module):
         batch size, and the sum a causal convolution over time (blocked matrix products).
         With a shared theta_0 (`init="learned"`) the free term A^k theta_0 joins the same
         chain and the same convolution (the response to an impulse at step 0), so nothing
-        costs batch x T x D^2; with a hypernetwork each sequence's theta_0 differs and A^k theta_0
-        needs the batched recurrence (`powers` over the batch). Not available with
+        costs batch x T x D^2; with a hypernetwork each sequence's theta_0 differs and
+        A^k theta_0 needs the batched recurrence (`powers` over the batch). Not available with
         `theta_clip`, which makes the recurrence nonlinear.
 
         **Returns:** `(mean, sigma)` as `unroll`.
@@ -158,8 +158,9 @@ class WARP(eqx.Module):
         if self.shares_theta0:
             # A^k theta_0 is the convolution of the kernel A^j theta_0 with an impulse at
             # step 0: one more input channel, so the free term and its gradient are made
-            # in the same products as the rest (a broadcast over the batch would be
-            # differentiated by a sum over it: 2.2 s of a 5.3 s step at batch 256 on a CPU).
+            # in the same products as the rest. (A broadcast over the batch is
+            # differentiated by a sum over it, slow on a CPU: benchmarks/convolution.py's
+            # batch-256 speed-up went from 4.54x to 7.68x without it.)
             kernel = powers(self.A, jnp.concatenate([self.B.T, theta0[:1]]), steps,
                             fast_vjp=fast_vjp, precision=self.precision)
             impulse = jnp.zeros_like(x[..., :1]).at[:, 0].set(1)
