@@ -251,8 +251,8 @@ def causal_convolution(inputs, kernel, *, block: int = 16, precision: str = "flo
     kernel steps, and the lags no output of the block uses are never multiplied (about
     half of the T x T, for small blocks). The channels c are the data's few dimensions,
     so the rows are small beside the kernel. One forward and backward pass at b = T = 256,
-    c = 2, D = 4898 on a 2-core CPU: 1.91 s in blocks of 16 steps (1.96 / 2.09 / 2.29 s
-    in blocks of 8 / 32 / 64), against 9.21 s by FFT over time, the form this replaced
+    c = 2, D = 4898 on a 2-core CPU: 2.03 s in blocks of 16 steps (2.11 / 2.12 / 2.33 s
+    in blocks of 8 / 32 / 64), against 9.16 s by FFT over time, the form this replaced
     (benchmarks/convolution.py, `convolution-cpu.json`). Products at `precision` (see
     `transition`)."""
     batch, steps, channels = inputs.shape

@@ -437,9 +437,9 @@ def _path(config: FitConfig, model) -> str:
     if config.mode == "recurrent":
         return "recurrent: one (batch x D) @ (D x D) product per step"
     if model.shares_theta0:
-        return ("convolutional, shared theta_0: the kernels A^j B and A^j theta_0 in one chain "
-                "of T matrix-vector products, then one causal convolution (blocked matrix "
-                "products) of the inputs and of an impulse at step 0 (giving A^k theta_0)")
+        return ("convolutional, shared theta_0: the kernel A^j B and A^k theta_0 in one chain "
+                "of T matrix-vector products, the inputs by a causal convolution (blocked "
+                "matrix products)")
     return ("convolutional, per-sequence theta_0 (hypernetwork): the inputs by a causal "
             "convolution (blocked matrix products), A^k theta_0 by the batched recurrence")
 

@@ -11,6 +11,8 @@ training) and from the model's own previous forecast elsewhere: at inference the
 runs fully autoregressively after the context.
 """
 
+import functools
+
 import equinox as eqx
 import jax
 import jax.numpy as jnp
@@ -142,10 +144,9 @@ class WARP(eqx.Module):
         The kernel A^j B is one chain of T matrix-vector products with A whatever the
         batch size, and the sum a causal convolution over time (blocked matrix products).
         With a shared theta_0 (`init="learned"`) the free term A^k theta_0 joins the same
-        chain and the same convolution (the response to an impulse at step 0), so nothing
-        costs batch x T x D^2; with a hypernetwork each sequence's theta_0 differs and
-        A^k theta_0 needs the batched recurrence (`powers` over the batch). Not available with
-        `theta_clip`, which makes the recurrence nonlinear.
+        chain, so nothing costs batch x T x D^2; with a hypernetwork each sequence's
+        theta_0 differs and A^k theta_0 needs the batched recurrence (`powers` over the
+        batch). Not available with `theta_clip`, which makes the recurrence nonlinear.
 
         **Returns:** `(mean, sigma)` as `unroll`.
         """
@@ -156,16 +157,12 @@ class WARP(eqx.Module):
         theta0 = jax.vmap(self.init)(x[:, 0])
         dx = jnp.concatenate([jnp.zeros_like(x[:, :1]), jnp.diff(x, axis=1)], axis=1)
         if self.shares_theta0:
-            # A^k theta_0 is the convolution of the kernel A^j theta_0 with an impulse at
-            # step 0: one more input channel, so the free term and its gradient are made
-            # in the same products as the rest. (A broadcast over the batch is
-            # differentiated by a sum over it, slow on a CPU: benchmarks/convolution.py's
-            # batch-256 speed-up went from 4.54x to 7.68x without it.)
             kernel = powers(self.A, jnp.concatenate([self.B.T, theta0[:1]]), steps,
                             fast_vjp=fast_vjp, precision=self.precision)
-            impulse = jnp.zeros_like(x[..., :1]).at[:, 0].set(1)
-            thetas = causal_convolution(jnp.concatenate([dx, impulse], axis=-1), kernel,
-                                        precision=self.precision)
+            d = self.data_size
+            # A^k theta_0 is the same for every sequence.
+            thetas = _broadcast_batch(kernel[:, d], x.shape[0]) + causal_convolution(
+                dx, kernel[:, :d], precision=self.precision)
         else:
             kernel = powers(self.A, self.B.T, steps, fast_vjp=fast_vjp, precision=self.precision)
             free = powers(self.A, theta0, steps, fast_vjp=fast_vjp,
@@ -181,6 +178,28 @@ class WARP(eqx.Module):
         params, static = eqx.partition(rest, eqx.is_array)
         _, inputs, last = _recur(static, self.A, params, (x, forced), None)
         return jnp.concatenate([inputs, last[None]])
+
+
+@functools.partial(jax.custom_vjp, nondiff_argnums=(1,))
+def _broadcast_batch(x, batch: int):
+    """`x` repeated `batch` times along a new leading axis, with the gradient (a sum over
+    that axis) made as a product with a row of ones: XLA's CPU runtime sums over a
+    leading axis far more slowly than it multiplies (benchmarks/convolution.py's batch-256
+    step: 4.54x the recurrent mode with the sum, 8.49x with the product; see
+    docs/performance.md)."""
+    return jnp.broadcast_to(x, (batch, *x.shape))
+
+
+def _broadcast_batch_forward(x, batch):
+    return _broadcast_batch(x, batch), None
+
+
+def _broadcast_batch_backward(batch, _, g):
+    total = jnp.ones((1, batch), g.dtype) @ g.reshape(batch, -1)
+    return (total.reshape(g.shape[1:]),)
+
+
+_broadcast_batch.defvjp(_broadcast_batch_forward, _broadcast_batch_backward)
 
 
 def _recur(static, A, params, args, taps):
