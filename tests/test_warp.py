@@ -167,6 +167,16 @@ def test_causal_convolution_against_a_loop(block):
     np.testing.assert_allclose(grad(jnp.asarray(kernel)), expected_grad, rtol=1e-12, atol=1e-12)
 
 
+def test_broadcast_batch_and_its_gradient():
+    from warp_phys._recurrence import broadcast_batch
+
+    rng = np.random.default_rng(1)
+    x, w = rng.normal(size=(5, 4)), rng.normal(size=(3, 5, 4))
+    np.testing.assert_array_equal(broadcast_batch(jnp.asarray(x), 3), np.broadcast_to(x, (3, 5, 4)))
+    grad = jax.grad(lambda x: jnp.sum(broadcast_batch(x, 3) * w))(jnp.asarray(x))
+    np.testing.assert_allclose(grad, w.sum(axis=0), rtol=1e-12, atol=1e-12)
+
+
 def test_convolutional_mode_refuses_a_clipped_theta():
     with pytest.raises(ValueError, match="linear recurrence"):
         tiny(theta_clip=0.5).convolve(data()[0])

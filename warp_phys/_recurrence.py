@@ -17,7 +17,8 @@ through a transposed copy of A (see `transition`).
 
 Also here: structured transitions (A diagonal plus low-rank, or block-diagonal by root
 layer), the precision of the products with A, and the convolutional mode's pieces (the
-kernel A^k C as one chain, and a causal convolution over time by blocked matrix products).
+kernel A^k C as one chain, a causal convolution over time by blocked matrix products, and
+a broadcast over the batch whose gradient is a product).
 """
 
 import abc
@@ -54,13 +55,12 @@ def _times_transpose(x, matrix, precision: str):
 
 
 def _times_transpose_by_columns(x, matrix, precision: str):
-    """`x @ matrix.T` for x of shape (B, D), computed as `(matrix @ x.T).T` with `x.T` made
+    """`x @ matrix.T` for x of shape (B, D) (what `transition` is given: a batch of
+    states, or a chain's rows; under vmap too), computed as `(matrix @ x.T).T` with `x.T` made
     a (D, B) array of its own. XLA's CPU kernel reads the matrix faster in this form
     (`A @ columns` in benchmarks/products.py: 1.3x at batch 64, 1.6x at batch 8); the
     barriers keep XLA from folding the two transposes (B x D copies, small beside the
     D x D matrix) back into the product's layout, which restores the slower kernel."""
-    if x.ndim != 2:
-        return _times_transpose(x, matrix, precision)
     columns = jax.lax.optimization_barrier(x.T)
     return jax.lax.optimization_barrier(_dot(matrix, columns, (1, 0), precision, x.dtype)).T
 
@@ -268,3 +268,26 @@ def causal_convolution(inputs, kernel, *, block: int = 16, precision: str = "flo
                        inputs.dtype)
         pieces.append(product.reshape(batch, stop - start, -1))
     return jnp.concatenate(pieces, axis=1)
+
+
+@functools.partial(jax.custom_vjp, nondiff_argnums=(1,))
+def broadcast_batch(x, batch: int):
+    """`x` repeated `batch` times along a new leading axis (what every sequence of a batch
+    shares, such as A^k theta_0 from a learned theta_0), with the gradient, a sum over that
+    axis, made as a float32 product with a row of ones: XLA's CPU runtime sums over a
+    leading axis far more slowly than it multiplies (benchmarks/convolution.py's batch-256
+    step: 4.54x the recurrent mode with the sum, 8.49x with the product; see
+    docs/performance.md)."""
+    return jnp.broadcast_to(x, (batch, *x.shape))
+
+
+def _broadcast_batch_forward(x, batch):
+    return broadcast_batch(x, batch), None
+
+
+def _broadcast_batch_backward(batch, _, g):
+    total = _dot(jnp.ones((1, batch), g.dtype), g.reshape(batch, -1), (1, 0), "float32", g.dtype)
+    return (total.reshape(g.shape[1:]),)
+
+
+broadcast_batch.defvjp(_broadcast_batch_forward, _broadcast_batch_backward)

@@ -11,8 +11,6 @@ training) and from the model's own previous forecast elsewhere: at inference the
 runs fully autoregressively after the context.
 """
 
-import functools
-
 import equinox as eqx
 import jax
 import jax.numpy as jnp
@@ -21,8 +19,8 @@ from jaxtyping import Array, Float, PRNGKeyArray
 
 from ._feedback import feedback_scan
 from ._recurrence import (
-    PRECISIONS, TRANSITIONS, AbstractTransition, BlockDiagonal, DiagonalLowRank, causal_convolution,
-    linear_unroll, powers, transition,
+    PRECISIONS, TRANSITIONS, AbstractTransition, BlockDiagonal, DiagonalLowRank, broadcast_batch,
+    causal_convolution, linear_unroll, powers, transition,
 )
 from ._root import (
     ACTIVATIONS, FINALS, AbstractFinal, AbstractRoot, DynamicTanh, NoFinal, SymmetricClip, mlp_root,
@@ -161,7 +159,7 @@ class WARP(eqx.Module):
                             fast_vjp=fast_vjp, precision=self.precision)
             d = self.data_size
             # A^k theta_0 is the same for every sequence.
-            thetas = _broadcast_batch(kernel[:, d], x.shape[0]) + causal_convolution(
+            thetas = broadcast_batch(kernel[:, d], x.shape[0]) + causal_convolution(
                 dx, kernel[:, :d], precision=self.precision)
         else:
             kernel = powers(self.A, self.B.T, steps, fast_vjp=fast_vjp, precision=self.precision)
@@ -178,28 +176,6 @@ class WARP(eqx.Module):
         params, static = eqx.partition(rest, eqx.is_array)
         _, inputs, last = _recur(static, self.A, params, (x, forced), None)
         return jnp.concatenate([inputs, last[None]])
-
-
-@functools.partial(jax.custom_vjp, nondiff_argnums=(1,))
-def _broadcast_batch(x, batch: int):
-    """`x` repeated `batch` times along a new leading axis, with the gradient (a sum over
-    that axis) made as a product with a row of ones: XLA's CPU runtime sums over a
-    leading axis far more slowly than it multiplies (benchmarks/convolution.py's batch-256
-    step: 4.54x the recurrent mode with the sum, 8.49x with the product; see
-    docs/performance.md)."""
-    return jnp.broadcast_to(x, (batch, *x.shape))
-
-
-def _broadcast_batch_forward(x, batch):
-    return _broadcast_batch(x, batch), None
-
-
-def _broadcast_batch_backward(batch, _, g):
-    total = jnp.ones((1, batch), g.dtype) @ g.reshape(batch, -1)
-    return (total.reshape(g.shape[1:]),)
-
-
-_broadcast_batch.defvjp(_broadcast_batch_forward, _broadcast_batch_backward)
 
 
 def _recur(static, A, params, args, taps):
