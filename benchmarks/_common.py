@@ -7,6 +7,7 @@ import time
 from pathlib import Path
 
 import jax
+import jax.numpy as jnp
 import numpy as np
 
 import warp_phys as wp
@@ -47,6 +48,12 @@ def best_seconds(f, *args, repeats: int = 5, calls: int = 1) -> float:
     """The least of `timings`: what the machine can do, for a floor (a shared machine
     runs slower at times, never faster)."""
     return float(np.min(timings(f, *args, repeats=repeats, calls=calls)))
+
+
+def as_columns(x):
+    """x (B, D) held as the columns of a (D, B) array of its own (a real copy, so no
+    transpose is left for XLA to fold into a product's layout)."""
+    return jnp.asarray(np.asarray(x).T.copy())
 
 
 def write_result(name: str, result: dict) -> Path:

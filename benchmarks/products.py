@@ -22,9 +22,8 @@ import argparse
 import jax
 import jax.numpy as jnp
 import jax.random as jr
-import numpy as np
 
-from _common import machine, median_seconds, write_result
+from _common import as_columns, machine, median_seconds, write_result
 from warp_phys._recurrence import transition
 
 
@@ -44,7 +43,7 @@ def main():
         x = jr.normal(jr.PRNGKey(0), (batch, D), jnp.float32)
         forms = (("theta @ A.T", lambda x, A: x @ A.T, x), ("g @ A", lambda x, A: x @ A, x),
                  # theta held as the columns of a (D, batch) array, as an array of its own
-                 ("A @ columns", lambda c, A: A @ c, jnp.asarray(np.asarray(x).T.copy())),
+                 ("A @ columns", lambda c, A: A @ c, as_columns(x)),
                  # the same written on theta itself: XLA folds both transposes away
                  ("(A @ theta.T).T", lambda x, A: (A @ x.T).T, x),
                  # what the recurrence runs on a CPU: the columns form behind barriers

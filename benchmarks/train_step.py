@@ -35,7 +35,7 @@ import jax.random as jr
 import numpy as np
 
 import warp_phys as wp
-from _common import best_seconds, machine, write_result
+from _common import as_columns, best_seconds, machine, write_result
 from warp_phys._train import make_optimiser, make_step
 
 
@@ -50,7 +50,7 @@ def matmul_rate(repeats: int = 5) -> float:
     a = jr.normal(jr.PRNGKey(0), (2048, D), jnp.float32)
     b = jr.normal(jr.PRNGKey(1), (D, D), jnp.float32)
     c = jr.normal(jr.PRNGKey(2), (2048, D), jnp.float32)
-    columns = jnp.asarray(np.asarray(c).T.copy())
+    columns = as_columns(c)
     flops = 2 * 2048 * D * D
     return max(flops / best_seconds(lambda a, b: a @ b, a, b, repeats=repeats),
                flops / best_seconds(lambda a, c: a.T @ c, a, c, repeats=repeats),
@@ -64,7 +64,7 @@ def bandwidth(repeats: int = 5) -> float:
     `transition` in warp_phys/_recurrence.py)."""
     a = jr.normal(jr.PRNGKey(1), (D, D), jnp.float32)
     x = jr.normal(jr.PRNGKey(0), (8, D), jnp.float32)
-    columns = jnp.asarray(np.asarray(x).T.copy())
+    columns = as_columns(x)
     return 4 * D * D / min(best_seconds(lambda x, a: x @ a.T, x, a, repeats=repeats, calls=10),
                            best_seconds(lambda c, a: a @ c, columns, a, repeats=repeats, calls=10))
 
