@@ -4,12 +4,13 @@ lotka-volterra settings.
 The model: root 1 -> 48 x 3 -> 2 (D_theta = 4898), theta_0 learned (shared by every
 sequence, as in the paper's LV configuration), T = 256, teacher forcing 1.0 (every input
 read from the data), MSE, AdaBelief with global-norm clipping. Both modes train the same
-model on the same batch in this one run; each step is compiled ahead of time and timed
-`--repeats` times (median). The recurrent mode costs batch x T x D^2 per pass; the
-convolutional mode computes the kernel A^j B (and A^k theta_0) in one chain of T
+model on the same batch in this one run; each step is compiled ahead of time, run once
+untimed, then timed `--repeats` times (median). The recurrent mode costs batch x T x D^2
+per pass; the convolutional mode computes the kernel A^j B (and A^k theta_0) in one chain of T
 matrix-vector products whatever the batch, then a causal convolution over time.
 
-The convolution on its own (forward and backward, b x T x 2 inputs against a T x 2 x D
+The convolutional step is also timed with other block lengths (`--step-blocks`), in turn
+with warp-phys's default one, at the largest batch. The convolution on its own (forward and backward, b x T x 2 inputs against a T x 2 x D
 kernel) is timed too: warp-phys's blocked matrix products at several block lengths beside
 an FFT over time (zero-padded to 2T), the form it replaced, written here as the comparison.
 
@@ -21,6 +22,7 @@ Prints JSON and writes benchmarks/results/convolution-<backend>.json.
 
 import argparse
 import functools
+import inspect
 import json
 import time
 
@@ -32,7 +34,8 @@ import numpy as np
 
 import warp_phys as wp
 from _common import machine, write_result
-from warp_phys._recurrence import causal_convolution
+from warp_phys import _warp as warp_module
+from warp_phys._recurrence import causal_convolution, convolution_blocks
 from warp_phys._train import loss_fn, make_optimiser
 
 
@@ -70,6 +73,9 @@ def step_time(batch: int, mode: str, repeats: int) -> tuple[float, float, float]
     start = time.perf_counter()
     compiled, (params, opt_state, x) = lv_step(batch, mode)
     compile_seconds = time.perf_counter() - start
+    # One untimed step first, so that nothing the first run alone pays is timed.
+    params, opt_state, value = compiled(params, opt_state, x)
+    value.block_until_ready()
     times = []
     for _ in range(repeats):
         start = time.perf_counter()
@@ -77,6 +83,30 @@ def step_time(batch: int, mode: str, repeats: int) -> tuple[float, float, float]
         value.block_until_ready()
         times.append(time.perf_counter() - start)
     return float(np.median(times)), compile_seconds, float(value)
+
+
+def block_times(batch: int, blocks: list[int], repeats: int) -> dict[int, float]:
+    """Median seconds per convolutional step with the convolution made in blocks of each
+    of `blocks` steps: every step compiled first, then run in turn, one untimed round and
+    `repeats` timed ones, so that the machine's drift falls on all of them alike."""
+    steps = {}
+    for block in blocks:
+        warp_module.convolution_blocks = functools.partial(convolution_blocks, block=block)
+        try:
+            compiled, state = lv_step(batch, "convolutional")
+        finally:
+            warp_module.convolution_blocks = convolution_blocks
+        steps[block] = [compiled, state]
+    times = {block: [] for block in blocks}
+    for lap in range(repeats + 1):
+        for block, (compiled, (params, opt_state, x)) in steps.items():
+            start = time.perf_counter()
+            params, opt_state, value = compiled(params, opt_state, x)
+            value.block_until_ready()
+            if lap:
+                times[block].append(time.perf_counter() - start)
+            steps[block][1] = (params, opt_state, x)
+    return {block: float(np.median(t)) for block, t in times.items()}
 
 
 def fft_convolution(inputs, kernel):
@@ -110,7 +140,10 @@ def convolution_time(batch: int, convolve, repeats: int) -> tuple[float, float]:
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--batches", type=int, nargs="+", default=[16, 64, 256])
-    parser.add_argument("--repeats", type=int, default=2)
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--step-blocks", type=int, nargs="*", default=[16],
+                        help="also time the convolutional step at the largest batch with "
+                             "these block lengths, in turn with the default block")
     args = parser.parse_args()
     rows = []
     for batch in args.batches:
@@ -122,6 +155,13 @@ def main():
                          "compile_seconds": round(compile_seconds, 1), "loss_after": loss})
             print(json.dumps(rows[-1]), flush=True)
         rows.append({"batch": batch, "speedup": round(timed["recurrent"] / timed["convolutional"], 2)})
+        print(json.dumps(rows[-1]), flush=True)
+    default = inspect.signature(convolution_blocks).parameters["block"].default
+    blocks = [default] + [b for b in args.step_blocks if b != default]
+    for block, seconds in block_times(max(args.batches), blocks, args.repeats).items():
+        rows.append({"batch": max(args.batches), "mode": "convolutional", "block": block,
+                     "default_block": block == default,
+                     "seconds_per_step_interleaved": round(seconds, 4)})
         print(json.dumps(rows[-1]), flush=True)
     forms = {f"blocked {block}": functools.partial(causal_convolution, block=block)
              for block in (8, 16, 32, 64)}
@@ -137,7 +177,8 @@ def main():
     result = {
         "benchmark": "convolution",
         "command": ("python benchmarks/convolution.py --batches " + " ".join(map(str, args.batches))
-                    + f" --repeats {args.repeats}"),
+                    + f" --repeats {args.repeats} --step-blocks "
+                    + " ".join(map(str, args.step_blocks))),
         "machine": machine(),
         "model": {"D_theta": D, "T": T, "init": "learned (shared theta_0)", "forcing": 1.0,
                   "dtype": "float32"},

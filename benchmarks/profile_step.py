@@ -4,10 +4,11 @@ Runs a step compiled once ahead of time, once to warm up and once under
 `jax.profiler.trace`: by default the paper's MSD step that `benchmarks/train_step.py`
 times (`paper_step`: the step `warp-phys fit` compiles); with `--mode convolutional` (or
 `recurrent-lv`) the lotka-volterra step `benchmarks/convolution.py` times. It sums the
-trace's
-events per compiled XLA instruction and names each by the JAX operation it came from
-(the instruction's `op_name` in the compiled HLO) and its shape. An instruction inside
-the loop over time shows T - 1 calls.
+trace's events per compiled XLA instruction and names each by the JAX operation it came
+from (the instruction's `op_name` in the compiled HLO) and its shape. An instruction
+inside the loop over time shows T - 1 calls. The instructions are also summed by kind
+and by the JAX operation they came from (`by_operation`), since XLA makes one
+instruction per copy of an operation (each block of a blocked product, for one).
 
 XLA's CPU runtime leaves no event for some kernels (a dot it hands to Eigen, such as the
 dA product), so their time appears as `untraced_seconds`: the step's wall time less the
@@ -110,6 +111,13 @@ def main():
         seconds[event["name"]] += event["dur"] / 1e6
         calls[event["name"]] += 1
     traced = covered((e["ts"] / 1e6, (e["ts"] + e["dur"]) / 1e6) for e in events)
+    # Instructions of one kind made by one JAX operation (the blocks of a blocked
+    # product, say) summed together: XLA numbers each copy (`ynn_fusion.12`).
+    grouped, members = collections.Counter(), collections.Counter()
+    for name, total in seconds.items():
+        group = (re.sub(r"\.\d+$", "", name), names[name][1])
+        grouped[group] += total
+        members[group] += 1
     result = {
         "benchmark": "profile_step",
         "command": f"python benchmarks/profile_step.py --batch {args.batch} --mode {args.mode}",
@@ -123,6 +131,11 @@ def main():
             {"name": name, "seconds": round(total, 3), "calls": calls[name],
              "shape": names[name][0], "op_name": names[name][1]}
             for name, total in seconds.most_common(args.top)
+        ],
+        "by_operation": [
+            {"kind": kind, "op_name": op_name, "seconds": round(total, 3),
+             "instructions": members[kind, op_name]}
+            for (kind, op_name), total in grouped.most_common(args.top)
         ],
     }
     suffix = "" if args.mode == "paper-msd" else f"-{args.mode}"

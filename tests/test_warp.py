@@ -51,6 +51,23 @@ def test_flatten_unflatten_is_identity():
     np.testing.assert_array_equal(theta[5:10], network.layers[0].bias)
 
 
+def test_roots_read_theta_whole_or_in_pieces():
+    model = tiny()
+    root, theta = model.root, jax.vmap(model.init)(data()[0][:, 0])[0]
+    # The MLP root's pieces are its leaves: W0 (5 x 1), b0, W1 (5 x 5), b1, W2 (2 x 5), b2.
+    assert root.pieces == (5, 5, 25, 5, 10, 2) and sum(root.pieces) == model.size
+    pieces = root.split(theta)
+    np.testing.assert_array_equal(pieces[2], theta[10:35])
+    tau, x = jnp.asarray(0.3), jnp.asarray([0.2, -0.1])
+    np.testing.assert_array_equal(root.evaluate(pieces, tau, x, x), root(theta, tau, x, x))
+    # A root that reads theta whole (one piece) is evaluated through the default.
+    physics, p_theta = wp.physics_root(wp.load_system("msd"), form="direct", dtype=jnp.float64,
+                                       key=jr.PRNGKey(0))
+    assert physics.pieces == (physics.size,)
+    np.testing.assert_array_equal(physics.evaluate(physics.split(p_theta), tau, x, x),
+                                  physics(p_theta, tau, x, x))
+
+
 def test_state_never_moves_with_identity_A_and_zero_B():
     model = wp.make_warp(2, 2, 12, width=5, depth=2, dtype=jnp.float64, key=jr.PRNGKey(0))
     x, forced = data()
@@ -167,14 +184,45 @@ def test_causal_convolution_against_a_loop(block):
     np.testing.assert_allclose(grad(jnp.asarray(kernel)), expected_grad, rtol=1e-12, atol=1e-12)
 
 
-def test_broadcast_batch_and_its_gradient():
-    from warp_phys._recurrence import broadcast_batch
+def test_convolution_blocks_with_pieces_and_a_shared_term():
+    from warp_phys._recurrence import convolution_blocks
 
     rng = np.random.default_rng(1)
-    x, w = rng.normal(size=(5, 4)), rng.normal(size=(3, 5, 4))
-    np.testing.assert_array_equal(broadcast_batch(jnp.asarray(x), 3), np.broadcast_to(x, (3, 5, 4)))
-    grad = jax.grad(lambda x: jnp.sum(broadcast_batch(x, 3) * w))(jnp.asarray(x))
-    np.testing.assert_allclose(grad, w.sum(axis=0), rtol=1e-12, atol=1e-12)
+    inputs = rng.normal(size=(2, 9, 3))
+    kernels = (rng.normal(size=(9, 3, 4)), rng.normal(size=(9, 3, 1)))
+    shared = (rng.normal(size=(9, 4)), rng.normal(size=(9, 1)))
+    w = tuple(rng.normal(size=(2, 9, k.shape[-1])) for k in kernels)
+
+    def loss(kernels, shared):
+        blocks = convolution_blocks(jnp.asarray(inputs), kernels, shared=shared, block=4)
+        assert [(start, stop) for start, stop, _ in blocks] == [(0, 4), (4, 8), (8, 9)]
+        return sum(jnp.sum(out * w[i][:, start:stop])
+                   for start, stop, outs in blocks for i, out in enumerate(outs))
+
+    def expected(kernels, shared):
+        total = 0.0
+        for i, (kernel, term) in enumerate(zip(kernels, shared)):
+            for k in range(9):
+                out = term[k] + sum(inputs[:, j] @ kernel[k - j] for j in range(k + 1))
+                total += np.sum(out * w[i][:, k])
+        return total
+
+    def as_jnp(tree):
+        return jax.tree.map(jnp.asarray, tree)
+
+    np.testing.assert_allclose(loss(as_jnp(kernels), as_jnp(shared)), expected(kernels, shared),
+                               rtol=1e-12)
+    # The loss is linear in both, so its gradients are its values at unit vectors; the
+    # shared term's gradient is the sum over the batch, sum_b w[i][b, k].
+    grads = jax.grad(loss, argnums=(0, 1))(as_jnp(kernels), as_jnp(shared))
+    for i in range(2):
+        np.testing.assert_allclose(grads[1][i], w[i].sum(axis=0), rtol=1e-12, atol=1e-12)
+        unit = np.zeros_like(kernels[i])
+        unit[2, 1, 0] = 1.0
+        probe = [np.zeros_like(k) for k in kernels]
+        probe[i] = unit
+        no_shared = [np.zeros_like(t) for t in shared]
+        np.testing.assert_allclose(grads[0][i][2, 1, 0], expected(probe, no_shared), rtol=1e-12)
 
 
 def test_convolutional_mode_refuses_a_clipped_theta():

@@ -17,13 +17,11 @@ through a transposed copy of A (see `transition`).
 
 Also here: structured transitions (A diagonal plus low-rank, or block-diagonal by root
 layer), the precision of the products with A, and the convolutional mode's pieces (the
-kernel A^k C as one chain, a causal convolution over time by blocked matrix products, and
-a broadcast over the batch whose gradient is a product).
+kernel A^k C as one chain, and a causal convolution over time by blocked matrix products).
 """
 
 import abc
 import functools
-import itertools
 from collections.abc import Callable
 
 import equinox as eqx
@@ -32,6 +30,8 @@ import jax.numpy as jnp
 import jax.scipy.linalg
 import numpy as np
 from jaxtyping import Array, Float
+
+from ._root import split
 
 
 PRECISIONS = ("float32", "tf32", "bf16")
@@ -108,8 +108,7 @@ class BlockDiagonal(AbstractTransition):
         self.blocks = tuple(jnp.eye(n, dtype=dtype) for n in sizes)
 
     def __call__(self, theta, precision="float32"):
-        edges = list(itertools.accumulate(b.shape[0] for b in self.blocks))[:-1]
-        pieces = jnp.split(theta, edges, axis=-1)
+        pieces = split(theta, [b.shape[0] for b in self.blocks])
         return jnp.concatenate([_times_transpose(piece, block, precision)
                                 for piece, block in zip(pieces, self.blocks)], axis=-1)
 
@@ -240,54 +239,56 @@ def powers(A, rows, steps: int, *, fast_vjp: bool = True, precision: str = "floa
     return linear_unroll(run, A, rows, jnp.arange(steps), fast_vjp=fast_vjp)
 
 
-def causal_convolution(inputs, kernel, *, block: int = 16, precision: str = "float32"):
+def causal_convolution(inputs, kernel, *, block: int = 8, precision: str = "float32"):
     """`out[b, k] = sum_{j <= k} inputs[b, j] @ kernel[k - j]` for inputs (b, T, c) and a
     kernel (T, c, D), returns (b, T, D): causal, the output at step k never sees an input
-    after k.
+    after k. The blocks of `convolution_blocks`, joined."""
+    blocks = convolution_blocks(inputs, (kernel,), block=block, precision=precision)
+    return jnp.concatenate([out for _, _, (out,) in blocks], axis=1)
 
-    Made as matrix products, one per `block` consecutive output steps: the rows of block
-    [s, e) are the lagged inputs `inputs[b, k - l]` for the lags l < e its last step needs
-    (zero where l > k), so its product contracts e * c numbers against the first e
-    kernel steps, and the lags no output of the block uses are never multiplied (about
-    half of the T x T, for small blocks). The channels c are the data's few dimensions,
-    so the rows are small beside the kernel. One forward and backward pass at b = T = 256,
-    c = 2, D = 4898 on a 2-core CPU: 2.03 s in blocks of 16 steps (2.11 / 2.12 / 2.33 s
-    in blocks of 8 / 32 / 64), against 9.16 s by FFT over time, the form this replaced
-    (benchmarks/convolution.py, `convolution-cpu.json`). Products at `precision` (see
-    `transition`)."""
+
+def convolution_blocks(inputs, kernels, *, shared=None, block: int = 8,
+                       precision: str = "float32"):
+    """`causal_convolution(inputs, kernel)` for each of `kernels` (T, c, n_i), plus, with
+    `shared` (one (T, n_i) array per kernel), `shared[i][k]` at every step k of every
+    sequence, made in blocks of output steps: a list of `(start, stop, outs)` with
+    `outs[i]` the result for `kernels[i]` at steps [start, stop), shape (b, stop - start,
+    n_i). A consumer can use each block as it comes and each kernel's part as its own
+    array, so the whole (b, T, D) result is never assembled, nor cut up again (the root's
+    leaves: see `AbstractRoot.pieces`).
+
+    Made as matrix products, one per `block` consecutive output steps and kernel: the
+    rows of block [s, e) are the lagged inputs `inputs[b, k - l]` for the lags l < e its
+    last step needs (zero where l > k), so its product contracts e * c numbers against
+    the first e kernel steps, and the lags no output of the block uses are never
+    multiplied (about half of the T x T, for small blocks). The channels c are the data's
+    few dimensions, so the rows are small beside the kernel. The shared term enters the
+    same product, as one more row column per step of the block that is 1 on that step's
+    rows, so its gradient (a sum over the batch) is made by the same product's transpose
+    rather than by XLA's slow CPU sum over a leading axis.
+
+    Forward and backward at b = T = 256, c = 2, D = 4898 on a 2-core CPU: 1.85 s in
+    blocks of 8 steps (1.97 / 2.04 / 2.30 s in blocks of 16 / 32 / 64), against 8.06 s
+    by FFT over time, the form this replaced (benchmarks/convolution.py,
+    `convolution-cpu.json`). In a training step blocks of 8 and 16 tie; 16 compiles in
+    half the time. Products at `precision` (see `transition`)."""
     batch, steps, channels = inputs.shape
-    pieces = []
+    blocks = []
     for start in range(0, steps, block):
         stop = min(start + block, steps)
         k = np.arange(start, stop)[:, None]
         lag = np.arange(stop)[None, :]
         lagged = jnp.where(jnp.asarray(lag <= k)[None, :, :, None],
                            inputs[:, np.maximum(k - lag, 0)], 0)  # (b, stop - start, stop, c)
-        rows = lagged.reshape(batch * (stop - start), stop * channels)
-        product = _dot(rows, kernel[:stop].reshape(stop * channels, -1), (1, 0), precision,
-                       inputs.dtype)
-        pieces.append(product.reshape(batch, stop - start, -1))
-    return jnp.concatenate(pieces, axis=1)
-
-
-@functools.partial(jax.custom_vjp, nondiff_argnums=(1,))
-def broadcast_batch(x, batch: int):
-    """`x` repeated `batch` times along a new leading axis (what every sequence of a batch
-    shares, such as A^k theta_0 from a learned theta_0), with the gradient, a sum over that
-    axis, made as a float32 product with a row of ones: XLA's CPU runtime sums over a
-    leading axis far more slowly than it multiplies (benchmarks/convolution.py's batch-256
-    step: 4.54x the recurrent mode with the sum, 8.49x with the product; see
-    docs/performance.md)."""
-    return jnp.broadcast_to(x, (batch, *x.shape))
-
-
-def _broadcast_batch_forward(x, batch):
-    return broadcast_batch(x, batch), None
-
-
-def _broadcast_batch_backward(batch, _, g):
-    total = _dot(jnp.ones((1, batch), g.dtype), g.reshape(batch, -1), (1, 0), "float32", g.dtype)
-    return (total.reshape(g.shape[1:]),)
-
-
-broadcast_batch.defvjp(_broadcast_batch_forward, _broadcast_batch_backward)
+        rows = [lagged.reshape(batch * (stop - start), stop * channels)]
+        weights = [[kernel[:stop].reshape(stop * channels, -1)] for kernel in kernels]
+        if shared is not None:
+            # Row (b, k) picks shared[k]: one more column per step of the block.
+            rows.append(jnp.tile(jnp.eye(stop - start, dtype=inputs.dtype), (batch, 1)))
+            for weight, term in zip(weights, shared, strict=True):
+                weight.append(term[start:stop])
+        rows = jnp.concatenate(rows, axis=1)
+        outs = tuple(_dot(rows, jnp.concatenate(weight), (1, 0), precision, inputs.dtype)
+                     .reshape(batch, stop - start, -1) for weight in weights)
+        blocks.append((start, stop, outs))
+    return blocks

@@ -5,12 +5,14 @@ Every root is an `AbstractRoot`: `root(theta, tau, x, x0)` evaluates it with wei
 `theta` at normalised time `tau`, given the step's input `x` and the sequence's first
 input `x0`. The black-box root (`MLPRoot`) is an MLP whose weights *are* theta, flattened
 leaf by leaf in tree order (W0, b0, W1, b1, ...); grey-box roots compiled from a system's
-declaration live in `_greybox.py`. Flattening and unflattening use Equinox's
-partition/combine and JAX's ravel utilities, never hand-written layer maths.
+declaration live in `_greybox.py`. Flattening uses Equinox's partition/combine and JAX's
+ravel utilities, never hand-written layer maths; unflattening reshapes theta's pieces (one
+per leaf) back into the leaves.
 """
 
 import abc
-
+import itertools
+import math
 from collections.abc import Callable
 
 import equinox as eqx
@@ -29,25 +31,34 @@ ACTIVATIONS: dict[str, Callable] = {
 }
 
 
+def split(theta: Float[Array, "... D"], sizes) -> tuple[Array, ...]:
+    """`theta` cut along its last axis into consecutive pieces of lengths `sizes`."""
+    edges = list(itertools.accumulate(sizes))[:-1]
+    return tuple(jnp.split(theta, edges, axis=-1))
+
+
 class FlatRoot(eqx.Module):
     """A root network with its weights taken out: what remains evaluates the network
-    whose weights are any vector `theta` of length `size`.
+    whose weights are any vector `theta` of length `size`, or theta's `pieces` (one per
+    leaf of the network: each weight matrix and bias, flattened).
 
     Build it with `FlatRoot.split(network)`, which also returns the network's own weights
     as a vector (a sensible theta_0: they carry the network's initialisation).
     """
 
     static: eqx.Module = eqx.field(static=True)
-    unravel: Callable = eqx.field(static=True)
-    size: int = eqx.field(static=True)
+    treedef: jax.tree_util.PyTreeDef = eqx.field(static=True)
+    shapes: tuple[tuple[int, ...], ...] = eqx.field(static=True)
     blocks: tuple[int, ...] = eqx.field(static=True, default=())
 
     @classmethod
     def split(cls, network: eqx.Module) -> tuple["FlatRoot", Float[Array, " D"]]:
         params, static = eqx.partition(network, eqx.is_array)
-        theta, unravel = ravel_pytree(params)
-        # theta lists the leaves in tree order, so each layer's weights (all the leaves of
-        # one module: a Linear's weight and bias) form one contiguous block.
+        # theta lists the leaves in tree order (ravel_pytree's order), so each layer's
+        # weights (all the leaves of one module: a Linear's weight and bias) form one
+        # contiguous block.
+        theta, _ = ravel_pytree(params)
+        leaves, treedef = jax.tree_util.tree_flatten(params)
         blocks: list[int] = []
         owner = None
         for path, leaf in jax.tree_util.tree_flatten_with_path(params)[0]:
@@ -55,11 +66,26 @@ class FlatRoot(eqx.Module):
                 blocks.append(0)
                 owner = path[:-1]
             blocks[-1] += leaf.size
-        return cls(static=static, unravel=unravel, size=theta.shape[0], blocks=tuple(blocks)), theta
+        shapes = tuple(leaf.shape for leaf in leaves)
+        return cls(static=static, treedef=treedef, shapes=shapes, blocks=tuple(blocks)), theta
+
+    @property
+    def size(self) -> int:
+        return sum(self.pieces)
+
+    @property
+    def pieces(self) -> tuple[int, ...]:
+        """The number of weights in each leaf, in theta's order."""
+        return tuple(math.prod(shape) for shape in self.shapes)
+
+    def assemble(self, pieces: tuple[Array, ...]) -> eqx.Module:
+        """The root network whose leaves, flattened, are `pieces`."""
+        leaves = [piece.reshape(shape) for piece, shape in zip(pieces, self.shapes, strict=True)]
+        return eqx.combine(jax.tree_util.tree_unflatten(self.treedef, leaves), self.static)
 
     def network(self, theta: Float[Array, " D"]) -> eqx.Module:
         """The root network whose weights are `theta`."""
-        return eqx.combine(self.unravel(theta), self.static)
+        return self.assemble(split(theta, self.pieces))
 
     def __call__(self, theta: Float[Array, " D"], features: Float[Array, " f"]) -> Array:
         return self.network(theta)(features)
@@ -79,11 +105,28 @@ class AbstractRoot(eqx.Module):
         piece when the root has no layers), for a block-diagonal transition."""
         return (self.size,)
 
+    @property
+    def pieces(self) -> tuple[int, ...]:
+        """Lengths of the consecutive pieces of theta that `evaluate` takes as arrays of
+        their own (for a network, its leaves: each weight matrix and bias); one piece by
+        default. A caller that makes theta piece by piece (the convolutional mode) then
+        never assembles, or cuts up, the whole vector."""
+        return (self.size,)
+
+    def split(self, theta: Float[Array, "... D"]) -> tuple[Array, ...]:
+        """`theta` (or anything indexed like it along its last axis) cut into its `pieces`."""
+        return split(theta, self.pieces)
+
     @abc.abstractmethod
     def __call__(self, theta: Float[Array, " D"], tau: Float[Array, ""], x: Float[Array, " d"],
                  x0: Float[Array, " d"]) -> Array:
         """The root's output with weights `theta` at normalised time `tau`, given the step's
         input `x` and the first input `x0` of the sequence."""
+
+    def evaluate(self, pieces: tuple[Array, ...], tau: Float[Array, ""], x: Float[Array, " d"],
+                 x0: Float[Array, " d"]) -> Array:
+        """`self(theta, tau, x, x0)` for theta given as its `pieces` (see `split`)."""
+        return self(jnp.concatenate(pieces, axis=-1), tau, x, x0)
 
 
 class MLPRoot(AbstractRoot):
@@ -102,6 +145,10 @@ class MLPRoot(AbstractRoot):
     def blocks(self) -> tuple[int, ...]:
         return self.flat.blocks
 
+    @property
+    def pieces(self) -> tuple[int, ...]:
+        return self.flat.pieces
+
     def network(self, theta: Float[Array, " D"]) -> eqx.Module:
         """The MLP whose weights are `theta`."""
         return self.flat.network(theta)
@@ -118,7 +165,10 @@ class MLPRoot(AbstractRoot):
         return jnp.concatenate(parts)
 
     def __call__(self, theta, tau, x, x0):
-        return self.flat(theta, self.features(tau, x))
+        return self.evaluate(self.split(theta), tau, x, x0)
+
+    def evaluate(self, pieces, tau, x, x0):
+        return self.flat.assemble(pieces)(self.features(tau, x))
 
 
 def mlp_root(data_size: int, out_size: int, *, width: int, depth: int, activation: str,

@@ -19,8 +19,8 @@ from jaxtyping import Array, Float, PRNGKeyArray
 
 from ._feedback import feedback_scan
 from ._recurrence import (
-    PRECISIONS, TRANSITIONS, AbstractTransition, BlockDiagonal, DiagonalLowRank, broadcast_batch,
-    causal_convolution, linear_unroll, powers, transition,
+    PRECISIONS, TRANSITIONS, AbstractTransition, BlockDiagonal, DiagonalLowRank,
+    convolution_blocks, linear_unroll, powers, transition,
 )
 from ._root import (
     ACTIVATIONS, FINALS, AbstractFinal, AbstractRoot, DynamicTanh, NoFinal, SymmetricClip, mlp_root,
@@ -91,10 +91,11 @@ class WARP(eqx.Module):
         """D_theta, the length of the hidden state."""
         return self.root.size
 
-    def readout(self, theta, tau, x, x0):
-        """Mean (and sigma, or None) of the forecast made by the root with weights `theta`
-        at normalised time `tau`, given the step's input `x` and the first input `x0`."""
-        out = self.root(theta, jnp.asarray(tau, x.dtype), x, x0)
+    def readout(self, pieces, tau, x, x0):
+        """Mean (and sigma, or None) of the forecast made by the root with weights theta,
+        given as its `pieces` (`root.split(theta)`), at normalised time `tau`, given the
+        step's input `x` and the first input `x0`."""
+        out = self.root.evaluate(pieces, jnp.asarray(tau, x.dtype), x, x0)
         if not self.uncertainty:
             return self.final(out), None
         mean, s = out[: self.out_size], out[self.out_size :]
@@ -155,20 +156,30 @@ class WARP(eqx.Module):
         theta0 = jax.vmap(self.init)(x[:, 0])
         dx = jnp.concatenate([jnp.zeros_like(x[:, :1]), jnp.diff(x, axis=1)], axis=1)
         if self.shares_theta0:
-            kernel = powers(self.A, jnp.concatenate([self.B.T, theta0[:1]]), steps,
-                            fast_vjp=fast_vjp, precision=self.precision)
-            d = self.data_size
-            # A^k theta_0 is the same for every sequence.
-            thetas = broadcast_batch(kernel[:, d], x.shape[0]) + causal_convolution(
-                dx, kernel[:, :d], precision=self.precision)
+            chain = powers(self.A, jnp.concatenate([self.B.T, theta0[:1]]), steps,
+                           fast_vjp=fast_vjp, precision=self.precision)
+            kernel, free = chain[:, : self.data_size], chain[:, self.data_size]  # (T, D)
         else:
             kernel = powers(self.A, self.B.T, steps, fast_vjp=fast_vjp, precision=self.precision)
             free = powers(self.A, theta0, steps, fast_vjp=fast_vjp,
-                          precision=self.precision).swapaxes(0, 1)
-            thetas = free + causal_convolution(dx, kernel, precision=self.precision)
+                          precision=self.precision).swapaxes(0, 1)  # (b, T, D)
+        # Theta is made block by block of steps and piece by piece of the root's weights
+        # (see `AbstractRoot.pieces`), each piece read out as it comes: the (b, T, D)
+        # trajectory is never assembled, nor cut into the root's leaves (on a CPU that
+        # concatenation and split cost 0.8 s of a 3.9 s batch-256 step; docs/performance.md).
+        # A shared A^k theta_0 enters the convolution's own products (`shared`).
+        free = self.root.split(free)
+        shared = free if self.shares_theta0 else None
         taus = self.tau(jnp.arange(1, steps + 1)).astype(x.dtype)
         per_step = jax.vmap(self.readout, in_axes=(0, 0, 0, None))
-        return jax.vmap(per_step, in_axes=(0, None, 0, 0))(thetas, taus, x, x[:, 0])
+        readout = jax.vmap(per_step, in_axes=(0, None, 0, 0))
+        outputs = []
+        for start, stop, thetas in convolution_blocks(dx, self.root.split(kernel), shared=shared,
+                                                      precision=self.precision):
+            if shared is None:
+                thetas = tuple(piece[:, start:stop] + part for piece, part in zip(free, thetas))
+            outputs.append(readout(thetas, taus[start:stop], x[:, start:stop], x[:, 0]))
+        return jax.tree.map(lambda *blocks: jnp.concatenate(blocks, axis=1), *outputs)
 
     def states(self, x: Float[Array, "b T d"], forced: Float[Array, "b T"]) -> Float[Array, "T b D"]:
         """The weight trajectories theta_k, shape (T, batch, D)."""
@@ -189,8 +200,11 @@ def _recur(static, A, params, args, taps):
     model = eqx.combine(params, static)
     x, forced = args
     theta0 = jax.vmap(model.init)(x[:, 0])
-    readout = jax.vmap(model.readout, in_axes=(0, None, 0, 0))
     x0 = x[:, 0]
+
+    def readout(theta, tau, x, x0):
+        pieces = model.root.split(theta)
+        return jax.vmap(model.readout, in_axes=(0, None, 0, 0))(pieces, tau, x, x0)
 
     def clip(theta):
         return jnp.clip(theta, -model.theta_clip, model.theta_clip) if model.theta_clip else theta
