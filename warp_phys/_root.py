@@ -5,9 +5,10 @@ Every root is an `AbstractRoot`: `root(theta, tau, x, x0)` evaluates it with wei
 `theta` at normalised time `tau`, given the step's input `x` and the sequence's first
 input `x0`. The black-box root (`MLPRoot`) is an MLP whose weights *are* theta, flattened
 leaf by leaf in tree order (W0, b0, W1, b1, ...); grey-box roots compiled from a system's
-declaration live in `_greybox.py`. Flattening uses Equinox's partition/combine and JAX's
-ravel utilities, never hand-written layer maths; unflattening reshapes theta's pieces (one
-per leaf) back into the leaves.
+declaration live in `_greybox.py`. Equinox's partition/combine and JAX's tree utilities
+take a network apart and put it back, never hand-written layer maths: theta is the
+network's leaves, each flattened, one after another, and its pieces (one per leaf)
+reshaped are the leaves again.
 """
 
 import abc
@@ -18,7 +19,6 @@ from collections.abc import Callable
 import equinox as eqx
 import jax
 import jax.numpy as jnp
-from jax.flatten_util import ravel_pytree
 from jaxtyping import Array, Float, PRNGKeyArray
 
 
@@ -54,18 +54,18 @@ class FlatRoot(eqx.Module):
     @classmethod
     def split(cls, network: eqx.Module) -> tuple["FlatRoot", Float[Array, " D"]]:
         params, static = eqx.partition(network, eqx.is_array)
-        # theta lists the leaves in tree order (ravel_pytree's order), so each layer's
-        # weights (all the leaves of one module: a Linear's weight and bias) form one
-        # contiguous block.
-        theta, _ = ravel_pytree(params)
-        leaves, treedef = jax.tree_util.tree_flatten(params)
+        with_paths, treedef = jax.tree_util.tree_flatten_with_path(params)
+        # theta lists the leaves in tree order, so each layer's weights (all the leaves of
+        # one module: a Linear's weight and bias) form one contiguous block.
         blocks: list[int] = []
         owner = None
-        for path, leaf in jax.tree_util.tree_flatten_with_path(params)[0]:
+        for path, leaf in with_paths:
             if path[:-1] != owner:
                 blocks.append(0)
                 owner = path[:-1]
             blocks[-1] += leaf.size
+        leaves = [leaf for _, leaf in with_paths]
+        theta = jnp.concatenate([leaf.ravel() for leaf in leaves])
         shapes = tuple(leaf.shape for leaf in leaves)
         return cls(static=static, treedef=treedef, shapes=shapes, blocks=tuple(blocks)), theta
 
