@@ -6,12 +6,12 @@ sequence, as in the paper's LV configuration), T = 256, teacher forcing 1.0 (eve
 read from the data), MSE, AdaBelief with global-norm clipping. Both modes train the same
 model on the same batch in this one run; each step is compiled ahead of time, run once
 untimed, then timed `--repeats` times (median). The recurrent mode costs batch x T x D^2
-per pass; the convolutional mode computes the kernel A^j B (and A^k theta_0) in one chain of T
-matrix-vector products whatever the batch, then a causal convolution over time.
+per pass; the convolutional mode computes the kernel A^j B (and A^k theta_0) in one chain
+of T matrix-vector products whatever the batch, then a causal convolution over time.
 
 The convolutional step is also timed with other block lengths (`--step-blocks`), in turn
-with warp-phys's default one, at the largest batch. The convolution on its own (forward and backward, b x T x 2 inputs against a T x 2 x D
-kernel) is timed too: warp-phys's blocked matrix products at several block lengths beside
+with warp-phys's default one, at the largest batch. The convolution on its own (forward
+and backward, b x T x 2 inputs against a T x 2 x D kernel) is timed too: warp-phys's blocked matrix products at several block lengths beside
 an FFT over time (zero-padded to 2T), the form it replaced, written here as the comparison.
 
     python benchmarks/convolution.py                          # batches 16, 64, 256
@@ -85,17 +85,20 @@ def step_time(batch: int, mode: str, repeats: int) -> tuple[float, float, float]
     return float(np.median(times)), compile_seconds, float(value)
 
 
-def block_times(batch: int, blocks: list[int], repeats: int) -> dict[int, float]:
-    """Median seconds per convolutional step with the convolution made in blocks of each
-    of `blocks` steps: every step compiled first, then run in turn, one untimed round and
-    `repeats` timed ones, so that the machine's drift falls on all of them alike."""
-    steps = {}
+def block_times(batch: int, blocks: list[int], repeats: int) -> dict[int, tuple[float, float]]:
+    """(median seconds per convolutional step, compile seconds) with the convolution made
+    in blocks of each of `blocks` steps: every step compiled first, then run in turn, one
+    untimed round and `repeats` timed ones, so that the machine's drift falls on all of
+    them alike."""
+    steps, compile_seconds = {}, {}
     for block in blocks:
         warp_module.convolution_blocks = functools.partial(convolution_blocks, block=block)
+        start = time.perf_counter()
         try:
             compiled, state = lv_step(batch, "convolutional")
         finally:
             warp_module.convolution_blocks = convolution_blocks
+        compile_seconds[block] = time.perf_counter() - start
         steps[block] = [compiled, state]
     times = {block: [] for block in blocks}
     for lap in range(repeats + 1):
@@ -106,7 +109,7 @@ def block_times(batch: int, blocks: list[int], repeats: int) -> dict[int, float]
             if lap:
                 times[block].append(time.perf_counter() - start)
             steps[block][1] = (params, opt_state, x)
-    return {block: float(np.median(t)) for block, t in times.items()}
+    return {block: (float(np.median(t)), compile_seconds[block]) for block, t in times.items()}
 
 
 def fft_convolution(inputs, kernel):
@@ -158,10 +161,12 @@ def main():
         print(json.dumps(rows[-1]), flush=True)
     default = inspect.signature(convolution_blocks).parameters["block"].default
     blocks = [default] + [b for b in args.step_blocks if b != default]
-    for block, seconds in block_times(max(args.batches), blocks, args.repeats).items():
+    for block, (seconds, compile_seconds) in block_times(max(args.batches), blocks,
+                                                         args.repeats).items():
         rows.append({"batch": max(args.batches), "mode": "convolutional", "block": block,
                      "default_block": block == default,
-                     "seconds_per_step_interleaved": round(seconds, 4)})
+                     "seconds_per_step_interleaved": round(seconds, 4),
+                     "compile_seconds": round(compile_seconds, 1)})
         print(json.dumps(rows[-1]), flush=True)
     forms = {f"blocked {block}": functools.partial(causal_convolution, block=block)
              for block in (8, 16, 32, 64)}

@@ -267,11 +267,13 @@ def convolution_blocks(inputs, kernels, *, shared=None, block: int = 8,
     rows, so its gradient (a sum over the batch) is made by the same product's transpose
     rather than by XLA's slow CPU sum over a leading axis.
 
-    Forward and backward at b = T = 256, c = 2, D = 4898 on a 2-core CPU: 1.85 s in
-    blocks of 8 steps (1.97 / 2.04 / 2.30 s in blocks of 16 / 32 / 64), against 8.06 s
-    by FFT over time, the form this replaced (benchmarks/convolution.py,
-    `convolution-cpu.json`). In a training step blocks of 8 and 16 tie; 16 compiles in
-    half the time. Products at `precision` (see `transition`)."""
+    Blocks of 8 steps: in the lotka-volterra training step at batch 256 (D = 4898), run in
+    turn in one process with blocks of 16, they took 3.04 s against 3.12 s (3.42 against
+    3.47 in another run; a third tied), though they compile in 10 s against 6. The
+    convolution alone, forward and backward at b = T = 256, c = 2: 1.83 s in blocks of 8
+    (2.0-2.2 s in 16, 32 or 64), against 9.8 s by FFT over time, the form this replaced
+    (benchmarks/convolution.py, `convolution-cpu.json` and
+    `convolution-cpu-block16-default.json`). Products at `precision` (see `transition`)."""
     batch, steps, channels = inputs.shape
     blocks = []
     for start in range(0, steps, block):
