@@ -1,0 +1,60 @@
+"""How a run's mean forecast error is spread over the test trajectories: the mean, the
+median, and the share of the worst few, per run.
+
+    python benchmarks/error_tail.py runs/msd/warp/* runs/msd/warp-phys/* --split test-ood
+
+A mean MSE over trajectories can be carried by a handful of them; this says whether it is.
+For each run: the forecast-window MSE of every trajectory of the split (as
+`warp-phys evaluate` scores them, data units), then their mean (the run's reported MSE),
+median, largest, the share of the summed error in the worst `--top` trajectories, and the
+mean without the worst five.
+
+Writes benchmarks/results/error_tail-<system>-<split>.json.
+"""
+
+import argparse
+from pathlib import Path
+
+import numpy as np
+
+import warp_phys as wp
+from _common import machine, write_result
+from warp_phys._evaluate import load_splits, trajectory_errors
+
+
+def summary(errors: np.ndarray, top: list[int]) -> dict:
+    ordered = np.sort(errors)[::-1]
+    total = ordered.sum()
+    return {"n": int(errors.size), "mean": float(errors.mean()), "median": float(np.median(errors)),
+            "max": float(ordered[0]), "mean_without_worst_5": float(ordered[5:].mean()),
+            "share_of_worst": {str(k): float(ordered[:k].sum() / total) for k in top}}
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("runs", nargs="+", type=Path)
+    parser.add_argument("--split", default="test-ood")
+    parser.add_argument("--top", type=int, nargs="+", default=[5, 25])
+    args = parser.parse_args()
+    rows, systems = [], set()
+    for path in args.runs:
+        run = wp.Run.open(path)
+        system = wp.load_system(run.config.system)
+        systems.add(system.name)
+        data = load_splits(system, run.config, [args.split])[args.split]
+        errors = np.asarray(trajectory_errors(run.load_model(), data, run.normaliser))
+        if not np.all(np.isfinite(errors)):
+            raise SystemExit(f"error_tail: {path} has non-finite forecasts on {args.split}; "
+                             "`warp-phys evaluate` reports them as diverged")
+        rows.append({"run": str(path), "model": run.config.model, "seed": run.config.seed,
+                     **summary(errors, args.top)})
+    name = "-".join(sorted(systems))
+    command = (f"python benchmarks/error_tail.py {' '.join(map(str, args.runs))} "
+               f"--split {args.split}")
+    write_result(f"error_tail-{name}-{args.split}",
+                 {"benchmark": "error_tail", "command": command, "machine": machine(),
+                  "split": args.split, "rows": rows})
+
+
+if __name__ == "__main__":
+    main()
