@@ -7,7 +7,8 @@ A mean MSE over trajectories can be carried by a handful of them; this says whet
 For each run: the forecast-window MSE of every trajectory of the split (as
 `warp-phys evaluate` scores them, data units), then their mean (the run's reported MSE),
 median, largest, the share of the summed error in the worst `--top` trajectories, and the
-mean without the worst five.
+mean without the worst five. As in `warp-phys evaluate`, a forecast that left finite
+values is counted as diverged and left out of the figures, never averaged in.
 
 Writes benchmarks/results/error_tail-<system>-<split>.json.
 """
@@ -23,9 +24,11 @@ from warp_phys._evaluate import load_splits, trajectory_errors
 
 
 def summary(errors: np.ndarray, top: list[int]) -> dict:
-    ordered = np.sort(errors)[::-1]
+    finite = errors[np.isfinite(errors)]
+    ordered = np.sort(finite)[::-1]
     total = ordered.sum()
-    return {"n": int(errors.size), "mean": float(errors.mean()), "median": float(np.median(errors)),
+    return {"n": int(finite.size), "diverged": int(errors.size - finite.size),
+            "mean": float(finite.mean()), "median": float(np.median(finite)),
             "max": float(ordered[0]), "mean_without_worst_5": float(ordered[5:].mean()),
             "share_of_worst": {str(k): float(ordered[:k].sum() / total) for k in top}}
 
@@ -38,14 +41,14 @@ def main():
     args = parser.parse_args()
     rows, systems = [], set()
     for path in args.runs:
+        if not (path / "metrics.json").is_file():
+            raise SystemExit(f"error_tail: {path} is not a finished run directory (no "
+                             "metrics.json); pass runs/<system>/<model>/<timestamp>")
         run = wp.Run.open(path)
         system = wp.load_system(run.config.system)
         systems.add(system.name)
         data = load_splits(system, run.config, [args.split])[args.split]
         errors = np.asarray(trajectory_errors(run.load_model(), data, run.normaliser))
-        if not np.all(np.isfinite(errors)):
-            raise SystemExit(f"error_tail: {path} has non-finite forecasts on {args.split}; "
-                             "`warp-phys evaluate` reports them as diverged")
         rows.append({"run": str(path), "model": run.config.model, "seed": run.config.seed,
                      **summary(errors, args.top)})
     name = "-".join(sorted(systems))
