@@ -41,7 +41,7 @@ def test_paper_sizes():
 
 def test_flatten_unflatten_is_identity():
     network = eqx.nn.MLP(1, 2, 5, 2, key=jr.PRNGKey(0))
-    root, theta = FlatRoot.split(network)
+    root, theta = FlatRoot.from_network(network)
     rebuilt = root.network(theta)
     for a, b in zip(jax.tree_util.tree_leaves(network), jax.tree_util.tree_leaves(rebuilt)):
         np.testing.assert_array_equal(a, b)

@@ -245,7 +245,7 @@ def physics_root(
             raise WarpPhysError(f"unknown activation {activation!r}")
         network = eqx.nn.MLP(1, n, width, depth, activation=ACTIVATIONS[activation],
                              dtype=dtype, key=key)
-        mlp, theta0 = FlatRoot.split(network)
+        mlp, theta0 = FlatRoot.from_network(network)
     else:
         mlp, theta0 = None, jnp.zeros(n, dtype)
     d = len(system.state)

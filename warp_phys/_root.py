@@ -42,8 +42,8 @@ class FlatRoot(eqx.Module):
     whose weights are any vector `theta` of length `size`, or theta's `pieces` (one per
     leaf of the network: each weight matrix and bias, flattened).
 
-    Build it with `FlatRoot.split(network)`, which also returns the network's own weights
-    as a vector (a sensible theta_0: they carry the network's initialisation).
+    Build it with `FlatRoot.from_network(network)`, which also returns the network's own
+    weights as a vector (a sensible theta_0: they carry the network's initialisation).
     """
 
     static: eqx.Module = eqx.field(static=True)
@@ -52,7 +52,7 @@ class FlatRoot(eqx.Module):
     blocks: tuple[int, ...] = eqx.field(static=True, default=())
 
     @classmethod
-    def split(cls, network: eqx.Module) -> tuple["FlatRoot", Float[Array, " D"]]:
+    def from_network(cls, network: eqx.Module) -> tuple["FlatRoot", Float[Array, " D"]]:
         params, static = eqx.partition(network, eqx.is_array)
         with_paths, treedef = jax.tree_util.tree_flatten_with_path(params)
         # theta lists the leaves in tree order, so each layer's weights (all the leaves of
@@ -182,7 +182,7 @@ def mlp_root(data_size: int, out_size: int, *, width: int, depth: int, activatio
     in_size = 1 + 2 * fourier + (data_size if previous else 0)
     network = eqx.nn.MLP(in_size, out_size, width, depth, activation=ACTIVATIONS[activation],
                          dtype=dtype, key=key)
-    flat, theta0 = FlatRoot.split(network)
+    flat, theta0 = FlatRoot.from_network(network)
     return MLPRoot(flat, fourier, previous), theta0
 
 
