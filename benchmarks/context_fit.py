@@ -25,7 +25,7 @@ import numpy as np
 
 import warp_phys as wp
 from _common import machine, write_result
-from warp_phys._evaluate import load_splits, trajectory_errors
+from warp_phys._evaluate import trajectory_errors
 from warp_phys._greybox import encode, identified
 
 
@@ -40,7 +40,7 @@ def fit_and_forecast(root, u0, xs, context: int, steps: int, iterations: int):
     (fitted p, forecasts)."""
     taus = jnp.arange(steps) / (steps - 1)
     # Forward mode is ~15x faster here, but a Diffrax solve has a custom VJP and no JVP.
-    jacobian = jax.jacrev if root.route == "ode" else jax.jacfwd
+    jacobian = jax.jacfwd if root.flow.forward_mode else jax.jacrev
 
     def one_step(p, k, x):  # the root's output at step k: its forecast of step k + 1
         return root.predict(p, taus[k + 1], x, xs[0])
@@ -80,8 +80,8 @@ def main():
         run = wp.Run.open(args.run)
     except wp.WarpPhysError as error:
         parser.exit(2, f"context_fit.py: {error}\n")
-    if run.config.model != "warp-phys":
-        parser.exit(2, f"context_fit.py: {args.run} is a {run.config.model} run; it needs a "
+    if not run.config.model.grey_box:
+        parser.exit(2, f"context_fit.py: {args.run} is a {run.config.model.name} run; it needs a "
                        "warp-phys run\n")
     model = run.load_model()
     root = model.root
@@ -89,7 +89,7 @@ def main():
         parser.exit(2, "context_fit.py: a classifier has no forecast to compare\n")
     system = run.system
     splits = [s for s in system.splits if s.startswith("test")]
-    data = load_splits(system, run.config, ["train", *splits])
+    data = run.data(["train", *splits])
     trained = identified(root, data.pop("train").params)
     low, high = trained.min(axis=0), trained.max(axis=0)
     solve = eqx.filter_jit(eqx.filter_vmap(
@@ -115,7 +115,7 @@ def main():
         truth = dataset.targets[:, context:]
         fitted_err = np.mean((run.normaliser.inverse(forecasts.astype(np.float64)) - truth) ** 2,
                              axis=(1, 2))
-        model_err = trajectory_errors(model, dataset, run.normaliser)
+        model_err = trajectory_errors(model, dataset, run.normaliser, run.task)
         true_q = identified(root, dataset.params)
         varying = np.ptp(true_q, axis=0) > 0
 
@@ -138,7 +138,7 @@ def main():
         }
     result["machine"] = machine()
     config = run.config
-    write_result(f"context_fit-{system.name}-{config.model}-e{config.epochs}-seed{config.seed}",
+    write_result(f"context_fit-{system.name}-{config.model.name}-e{config.training.epochs}-seed{config.seed}",
                  result)
 
 

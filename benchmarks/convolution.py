@@ -36,7 +36,7 @@ import warp_phys as wp
 from _common import machine, write_result
 from warp_phys import _warp as warp_module
 from warp_phys._recurrence import causal_convolution, convolution_blocks
-from warp_phys._train import loss_fn, make_optimiser
+from warp_phys._train import loss_fn
 
 
 D, T = 4898, 256
@@ -49,7 +49,7 @@ def lv_step(batch: int, mode: str):
     config = wp.make_config("lotka-volterra", "paper", batch_size=batch, mode=mode)
     model = wp.make_warp(2, 2, T, width=48, depth=3, init="learned", final="dynamic-tanh",
                          key=jr.PRNGKey(0))
-    optimiser = make_optimiser(config)
+    optimiser = config.optimiser.make()
     params, static = eqx.partition(model, eqx.is_inexact_array)
     opt_state = optimiser.init(params)
     x = jnp.cumsum(0.05 * jr.normal(jr.PRNGKey(2), (batch, T, 2), jnp.float32), axis=1)
@@ -57,8 +57,8 @@ def lv_step(batch: int, mode: str):
 
     def step(params, opt_state, x):
         def loss(params):
-            return loss_fn(eqx.combine(params, static), x, x, None, ones, kind="forecast",
-                           loss="mse", fast_vjp=True, mode=mode)
+            return loss_fn(eqx.combine(params, static), x, x, None, ones, config=config,
+                           task=wp.Forecast())
 
         value, grads = jax.value_and_grad(loss)(params)
         updates, opt_state = optimiser.update(grads, opt_state, params, value=value)

@@ -20,7 +20,7 @@ import numpy as np
 
 import warp_phys as wp
 from _common import machine, write_result
-from warp_phys._evaluate import load_splits, trajectory_errors
+from warp_phys._evaluate import trajectory_errors
 
 
 def summary(errors: np.ndarray, top: list[int]) -> dict:
@@ -47,9 +47,9 @@ def main():
         run = wp.Run.open(path)
         system = wp.load_system(run.config.system)
         systems.add(system.name)
-        data = load_splits(system, run.config, [args.split])[args.split]
-        errors = np.asarray(trajectory_errors(run.load_model(), data, run.normaliser))
-        rows.append({"run": str(path), "model": run.config.model, "seed": run.config.seed,
+        data = run.data([args.split])[args.split]
+        errors = np.asarray(trajectory_errors(run.load_model(), data, run.normaliser, run.task))
+        rows.append({"run": str(path), "model": run.config.model.name, "seed": run.config.seed,
                      **summary(errors, args.top)})
     name = "-".join(sorted(systems))
     command = (f"python benchmarks/error_tail.py {' '.join(map(str, args.runs))} "

@@ -185,14 +185,16 @@ def markdown_table(header: list[str], rows: list[list[str]]) -> str:
 
 @table("fit-output")
 def fit_output(name: str, run: str = "runs/msd/warp/<timestamp>") -> str:
-    """What `warp-phys fit` printed: its test table (the format of `warp_phys._run.format_table`)."""
-    rows = [f"run: {run}"]
-    for split, m in source(name)["splits"].items():
-        if "accuracy" in m:
-            rows.append(f"{split:>10}  accuracy {m['accuracy']:.4f}  cross-entropy {m['cross_entropy']:.4g}  (n={m['n']})")
-        else:
-            rows.append(f"{split:>10}  MSE {m['mse']:.4g}  MAE {m['mae']:.4g}  naive MSE {m['naive_mse']:.4g}  "
-                        f"whole-sequence MSE {m['mse_whole']:.4g}  (n={m['n']})")
+    """What `warp-phys fit` printed after training: where the run is, its best epoch and
+    time, and its test table (`warp_phys.format_table`)."""
+    from warp_phys import format_table
+
+    result = source(name)
+    rows = [f"run: {run}",
+            f"best epoch {result['best_epoch']} of {result['epochs_run']} run (on val); "
+            f"{result['wall_seconds_including_data_and_compile']:.1f} s in all, "
+            f"{result['seconds_per_epoch']:.3g} s per epoch",
+            format_table(result["splits"])]
     return "```text\n" + "\n".join(rows) + "\n```"
 
 

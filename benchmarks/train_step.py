@@ -36,7 +36,7 @@ import numpy as np
 
 import warp_phys as wp
 from _common import as_columns, best_seconds, machine, write_result
-from warp_phys._train import make_optimiser, make_step
+from warp_phys._train import make_step
 
 
 D, T, CONTEXT = 4898, 256, 100
@@ -84,16 +84,16 @@ def paper_step(batch: int, fast_vjp: bool = True):
     """The step `warp-phys fit` compiles (`make_step`, every argument donated) for the
     paper's MSD model, a fresh model and optimiser state, and a batch of data: returns
     `(step, state, data)`, to be called as `step(*state, *data, key, 0.25)`."""
-    config = wp.make_config("msd", "paper", batch_size=batch)
+    config = wp.make_config("msd", "paper", batch_size=batch, fast_vjp=fast_vjp)
     model = wp.make_warp(2, 2, T, width=48, depth=3, init="hypernetwork", hyper_hidden=2,
                          final="clip", key=jr.PRNGKey(0))
-    optimiser = make_optimiser(config)
+    optimiser = config.optimiser.make()
     opt_state = optimiser.init(eqx.filter(model, eqx.is_inexact_array))
     # NumPy batches, as `fit` passes them (so they are not donated).
     x = np.asarray(jr.normal(jr.PRNGKey(2), (batch, T, 2), jnp.float32))
     labels = np.zeros(batch, np.int64)
-    step = eqx.filter_jit(make_step(optimiser, kind="forecast", loss="mse", steps=T,
-                                    context=CONTEXT, fast_vjp=fast_vjp), donate="all")
+    step = eqx.filter_jit(make_step(optimiser, config, wp.Forecast(), steps=T,
+                                    context=CONTEXT), donate="all")
     return step, (model, opt_state), (x, x, labels)
 
 

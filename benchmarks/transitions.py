@@ -47,7 +47,7 @@ def main():
             model = run.load_model()
             history = [json.loads(line) for line in (run.path / "metrics.jsonl").read_text().splitlines()]
             per_epoch = float(np.median([h["seconds"] for h in history]))
-            steps = config.n_train // config.batch_size
+            steps = config.data.n_train // config.training.batch_size
             splits = run.metrics["splits"]
             rows.append({
                 "transition": transition, "rank": rank, "precision": precision,

@@ -13,9 +13,7 @@ import os
 import re
 from pathlib import Path
 
-from typer.testing import CliRunner
-
-from warp_phys._cli import app
+from warp_phys._cli import help_text
 
 
 MARKER = re.compile(r"^<!-- warp-phys ?(\w*) --help -->$", re.MULTILINE)
@@ -34,12 +32,7 @@ render_docs = _render_docs()
 
 
 def _help(command: str) -> str:
-    result = CliRunner().invoke(app, [command, "--help"] if command else ["--help"],
-                                prog_name="warp-phys", env={"COLUMNS": "100", "NO_COLOR": "1"},
-                                terminal_width=100)
-    if result.exit_code != 0:
-        raise RuntimeError(f"warp-phys {command} --help failed: {result.output}")
-    return f"```text\n{result.output.rstrip()}\n```"
+    return f"```text\n{help_text(command, width=100).rstrip()}\n```"
 
 
 def on_config(config):

@@ -70,7 +70,7 @@ print("D_theta =", model.size)
 
 # %%
 count = 32 if SMALL else 256
-sizes = {"train": run.config.n_train, "test-id": run.config.n_test, "test-ood": run.config.n_test}
+sizes = {"train": run.config.data.n_train, "test-id": run.config.data.n_test, "test-ood": run.config.data.n_test}
 data = {split: wp.generate(run.system, split, n, seed=run.config.seed) for split, n in sizes.items()}
 traj = {split: analysis.weight_trajectories(model, d, run.normaliser, stride=2, count=count)
         for split, d in data.items()}
@@ -78,7 +78,7 @@ for split, t in traj.items():
     print(f"{split:>9}: theta {t.theta.shape}, parameters {t.param_names}")
 
 first = traj["test-id"]
-assert first.theta.shape == (min(count, run.config.n_test), len(first.steps), model.size)
+assert first.theta.shape == (min(count, run.config.data.n_test), len(first.steps), model.size)
 assert first.context - 1 in first.steps  # the last context step is always kept
 assert np.isfinite(first.theta).all()
 

@@ -117,14 +117,14 @@ ax.axis("off")
 
 # %%
 phys = next(run for run in map(wp.Run.open, sorted((runs / "msd" / "warp-phys").iterdir()))
-            if run.config.seed == 0 and run.config.n_train == (32 if SMALL else 1024))
+            if run.config.seed == 0 and run.config.data.n_train == (32 if SMALL else 1024))
 print((phys.path / "parameters.md").read_text())
 with open(phys.path / "parameters-test-ood.csv") as f:
     rows = list(csv.DictReader(f))
 true = np.array([float(r["true_M[1,0]"]) for r in rows])
 inferred = np.array([float(r["inferred_M[1,0]"]) for r in rows])
 print(f"test-ood: median relative error of -k/m {np.median(np.abs(inferred / true - 1)):.1%}")
-assert len(rows) == phys.config.n_test and np.isfinite(inferred).all()
+assert len(rows) == phys.config.data.n_test and np.isfinite(inferred).all()
 
 # %% [markdown]
 # At full size (seed 0) the median relative error of -k/m, read from theta at the end of

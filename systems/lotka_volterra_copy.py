@@ -12,4 +12,10 @@ system = wp.load_system("lotka-volterra").replace(
     name="lotka-volterra-copy",
     description="repeat-copy memory task on Lotka-Volterra trajectories",
     task=wp.RepeatCopy(segment=(32, 63), gap=50),
+    presets={
+        # The copy task reads its inputs throughout (forcing 1), scaled to [-1, 1].
+        "quick": {"*": dict(final="none", clip_bound=38.0, lr=1e-4, a_lr_scale=1.0,
+                            batch_size=64, forcing=1.0, normalise="minmax")},
+        "paper": {"*": dict(init="learned", epochs=1500, forcing=1.0, normalise="minmax")},
+    },
 )

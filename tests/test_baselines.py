@@ -11,8 +11,6 @@ import warp_phys as wp
 from warp_phys import _baselines
 from warp_phys._baselines import (CDE_SUBSTEPS, make_gru, make_lstm, make_ncde, make_node,
                                   param_count)
-from warp_phys._evaluate import build_model
-from warp_phys._train import loss_fn
 
 
 BATCH, STEPS, DT = 3, 10, 0.1
@@ -37,6 +35,10 @@ def unroll(model, x, forced):
     mean, sigma = model.unroll(x, forced)
     assert sigma is None
     return mean
+
+
+def loss_fn(model, x, targets, labels, forced, *, task):
+    return task.loss(*model.unroll(x, forced), targets, labels)
 
 
 value_and_grad = eqx.filter_jit(eqx.filter_value_and_grad(loss_fn))
@@ -191,7 +193,7 @@ def test_node_with_physics_starts_as_the_exact_flow(msd):
 
 def forecast_loss(model, x):
     return value_and_grad(model, x, x, jnp.zeros(BATCH, jnp.int32), jnp.ones((BATCH, STEPS)),
-                          kind="forecast", loss="mse", fast_vjp=True)
+                          task=wp.Forecast())
 
 
 def test_node_with_physics_works_in_normalised_units(msd):
@@ -318,9 +320,9 @@ def test_final_clip_bounds_every_baseline():
     msd = wp.load_system("msd")
     for model in MODELS:
         clipped = wp.make_config("msd", "quick", model=model, final="clip", clip_bound=3.0)
-        assert build_model(clipped, msd, key=jr.PRNGKey(0)).bound == 3.0
+        assert clipped.model.build(msd, key=jr.PRNGKey(0)).bound == 3.0
         plain = wp.make_config("msd", "quick", model=model, final="none")
-        assert build_model(plain, msd, key=jr.PRNGKey(0)).bound is None
+        assert plain.model.build(msd, key=jr.PRNGKey(0)).bound is None
 
 
 # ------------------------------------------------------------------------------ training
@@ -333,13 +335,12 @@ def adam_step(model, grads, opt_state):
     return eqx.apply_updates(model, updates), opt_state
 
 
-def train(model, x, labels, kind, loss):
+def train(model, x, labels, task):
     forced = jnp.ones(x.shape[:2])
     opt_state = optax.adam(1e-2).init(eqx.filter(model, eqx.is_inexact_array))
     losses = []
     for _ in range(21):
-        value, grads = value_and_grad(model, x, x, labels, forced, kind=kind, loss=loss,
-                                      fast_vjp=True)
+        value, grads = value_and_grad(model, x, x, labels, forced, task=task)
         losses.append(float(value))
         model, opt_state = adam_step(model, grads, opt_state)
     return model, losses
@@ -348,7 +349,7 @@ def train(model, x, labels, kind, loss):
 @pytest.mark.parametrize("name", ["gru", "lstm", "ncde"])
 def test_forecaster_trains(name):
     x, labels = sines(9)
-    _, losses = train(build(name), x, labels, "forecast", "mse")
+    _, losses = train(build(name), x, labels, wp.Forecast())
     assert all(np.isfinite(losses)) and losses[-1] < 0.5 * losses[0]
 
 
@@ -358,7 +359,7 @@ def test_node_with_physics_trains(msd):
     compiled, exact = msd
     x, labels = normalised(exact[:, :-1]), jnp.zeros(BATCH, jnp.int32)
     start = MSD_TRUE * jnp.array([1.0, 1.3, 2.0])
-    model, losses = train(physics_node(compiled, start), x, labels, "forecast", "mse")
+    model, losses = train(physics_node(compiled, start), x, labels, wp.Forecast())
     assert all(np.isfinite(losses)) and losses[-1] < 0.5 * losses[0]
 
     def error(p):  # data pin the squared frequency k / m; m and k alone trade off
@@ -369,5 +370,5 @@ def test_node_with_physics_trains(msd):
 
 def test_classifier_trains():
     x, labels = sines(10)
-    _, losses = train(build("gru", 3), x, labels, "classify", "ce")
+    _, losses = train(build("gru", 3), x, labels, wp.Classify())
     assert all(np.isfinite(losses)) and losses[-1] < 0.5 * losses[0]

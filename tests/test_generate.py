@@ -40,12 +40,16 @@ def test_builtin_defaults_follow_the_paper():
     assert wp.load_system("spirals").steps == 64
 
 
-def test_closed_form_routes_are_taken():
+def test_exact_flows_are_taken_and_named_in_the_metadata():
     assert wp.compile_system(wp.load_system("msd")).is_linear
     assert wp.compile_system(wp.load_system("spirals")).is_linear
     assert not wp.compile_system(wp.load_system("lotka-volterra")).is_linear
     assert wp.compile_system(wp.load_system("sine")).has_solution
+    # meta["method"] is the flow's description; these strings are stored in datasets.
     assert wp.generate(wp.load_system("msd"), "val", 2, cache=False).meta["method"] == "expm (linear)"
+    assert wp.generate(wp.load_system("sine"), "val", 2, cache=False).meta["method"] == "closed form"
+    assert (wp.compile_system(wp.load_system("lotka-volterra")).flow.description
+            == "diffrax Dopri8 (adaptive)")
 
 
 def test_same_seed_same_bits_and_splits_differ():

@@ -1,6 +1,7 @@
 import dataclasses
 from pathlib import Path
 
+import diffrax
 import jax
 import jax.numpy as jnp
 import jax.random as jr
@@ -30,14 +31,17 @@ def rollout(root, theta, data, i):
     return jax.vmap(lambda tau: root(theta, tau, x0, x0))(taus)
 
 
-@pytest.mark.parametrize("name,route", [("msd", "linear"), ("msd-zero", "linear"),
-                                        ("sine", "solution"), ("lotka-volterra", "ode")])
-def test_root_with_true_parameters_reproduces_the_data(name, route):
+@pytest.mark.parametrize("name,flow", [("msd", wp.LinearFlow), ("msd-zero", wp.LinearFlow),
+                                       ("sine", wp.ClosedFormFlow), ("lotka-volterra", wp.ODEFlow)])
+def test_root_with_true_parameters_reproduces_the_data(name, flow):
     system = wp.load_system(name)
     data = wp.generate(system, "test-ood" if system.has_ood else "test-id", 3, seed=1, cache=False)
     root, _ = physics_root(system, form="direct", rtol=1e-9, atol=1e-9, dtype=jnp.float64,
                            key=jr.PRNGKey(0))
-    assert root.route == route
+    # The root uses the flow compile_system chose; an exact flow is shared as it is.
+    assert type(root.flow) is flow and type(root.compiled.flow) is flow
+    assert flow is wp.ODEFlow or root.flow is root.compiled.flow
+    assert jax.tree_util.tree_leaves(root) == []  # the flow adds no leaves to a model
     for i in range(3):
         theta = encode(root, jnp.asarray(data.params[i]))
         scale = np.abs(data.y[i]).max()
@@ -70,8 +74,6 @@ def test_one_interval_root_steps_the_true_state_forward(name):
 def test_warp_phys_with_the_true_parameters_forecasts_autoregressively(previous):
     # Through WARP's feedback loop: after the context the one-interval root starts from
     # the model's own forecasts, and still reproduces the trajectory.
-    from warp_phys._evaluate import inference_mask
-
     system = wp.load_system("msd")
     data = wp.generate(system, "test-ood", 1, seed=2, cache=False)
     root, _ = physics_root(system, form="direct", previous=previous, dtype=jnp.float64,
@@ -79,16 +81,17 @@ def test_warp_phys_with_the_true_parameters_forecasts_autoregressively(previous)
     model = wp.make_warp(2, 2, system.steps, init="learned",
                          root=(root, encode(root, jnp.asarray(data.params[0]))),
                          dtype=jnp.float64, key=jr.PRNGKey(0))
-    forced = inference_mask("forecast", 1, system.steps, system.context)
+    forced = wp.Forecast().inference_mask(1, system.steps, system.context)
     mean, _ = model.unroll(jnp.asarray(data.inputs), jnp.asarray(forced))
     np.testing.assert_allclose(mean[0, :-1], data.y[0, 1:], atol=1e-5 * np.abs(data.y).max())
 
 
-def test_expm_route_matches_diffrax():
+def test_expm_flow_matches_diffrax():
     system = wp.load_system("msd")
     data = wp.generate(system, "test-paper", 2, seed=0, cache=False)
     root, _ = physics_root(system, form="direct", dtype=jnp.float64, key=jr.PRNGKey(0))
-    ode = dataclasses.replace(root, route="ode", rtol=1e-10, atol=1e-10)
+    ode = dataclasses.replace(
+        root, flow=wp.ODEFlow(root.compiled.vector_field, rtol=1e-10, atol=1e-10))
     theta = encode(root, jnp.asarray(data.params[0]))
     np.testing.assert_allclose(rollout(root, theta, data, 0), rollout(ode, theta, data, 0),
                                atol=1e-7)
@@ -97,7 +100,11 @@ def test_expm_route_matches_diffrax():
 def test_user_system_root_uses_diffrax_and_respects_fixed_constants(pendulum):
     root, theta0 = physics_root(pendulum, form="direct", rtol=1e-9, atol=1e-9,
                                 dtype=jnp.float64, key=jr.PRNGKey(0))
-    assert root.route == "ode" and root.size == 2  # length and damping; g stays 9.81
+    assert isinstance(root.flow, wp.ODEFlow) and root.size == 2  # length, damping; g stays 9.81
+    # The root's own solve: Tsit5 at the tolerances it was given, RMS norm, no step floor.
+    assert isinstance(root.flow.solver, diffrax.Tsit5) and root.flow.dtmin is None
+    assert (root.flow.rtol, root.flow.atol, root.flow.max_steps) == (1e-9, 1e-9, 4096)
+    assert root.flow.vector_field is root.compiled.vector_field
     assert [s.name for s in unknowns(pendulum)] == ["length", "damping"]
     data = wp.generate(pendulum, "test-ood", 2, seed=0, cache=False)
     theta = encode(root, jnp.asarray(data.params[1]))
@@ -163,7 +170,7 @@ def test_spirals_classify_by_the_inferred_direction():
 def test_copy_task_and_bad_form_are_refused():
     with pytest.raises(wp.WarpPhysError, match="different targets"):
         physics_root(wp.load_system("lotka-volterra-copy"), key=jr.PRNGKey(0))
-    with pytest.raises(wp.WarpPhysError, match="physics-form"):
+    with pytest.raises(wp.WarpPhysError, match="physics_form"):
         physics_root(wp.load_system("msd"), form="linear", key=jr.PRNGKey(0))
 
 
@@ -198,7 +205,7 @@ def test_learned_law_is_the_declared_law_with_numbers():
 
 
 def test_parameter_report_adds_the_identifiable_matrix_entries():
-    from warp_phys._evaluate import Normaliser
+    from warp_phys._normalise import Normaliser
 
     system = wp.load_system("msd")
     root, _ = physics_root(system, form="direct", key=jr.PRNGKey(0))  # float32, as fit trains
@@ -218,10 +225,10 @@ def test_parameter_report_adds_the_identifiable_matrix_entries():
 
 
 def test_quick_preset_starts_the_physics_from_the_previous_step_where_it_can():
-    assert wp.make_config("msd", "quick", model="warp-phys").root_previous
-    assert wp.make_config("lotka-volterra", "quick", model="warp-phys").root_previous
-    assert not wp.make_config("sine", "quick", model="warp-phys").root_previous  # closed form
+    assert wp.make_config("msd", "quick", model="warp-phys").model.root_previous
+    assert wp.make_config("lotka-volterra", "quick", model="warp-phys").model.root_previous
+    assert not wp.make_config("sine", "quick", model="warp-phys").model.root_previous  # closed form
     sine_file = str(Path(wp.__file__).parents[1] / "systems" / "sine.py")
-    assert not wp.make_config(sine_file, "quick", model="warp-phys").root_previous
-    assert not wp.make_config("msd", "quick", model="warp").root_previous
-    assert not wp.make_config("msd", "paper", model="warp-phys").root_previous  # the paper's form
+    assert not wp.make_config(sine_file, "quick", model="warp-phys").model.root_previous
+    assert not wp.make_config("msd", "quick", model="warp").model.root_previous
+    assert not wp.make_config("msd", "paper", model="warp-phys").model.root_previous  # the paper's form

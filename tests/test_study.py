@@ -8,7 +8,6 @@ import pytest
 import warp_phys as wp
 from warp_phys._cli import main
 from warp_phys._baselines import param_count
-from warp_phys._evaluate import build_model
 from warp_phys._study import box_distance
 
 from .test_compile import PENDULUM
@@ -44,15 +43,16 @@ def test_fit_warp_phys_on_a_system_it_has_never_seen(tmp_path, monkeypatch, caps
 @pytest.mark.parametrize("model", ["warp", "gru", "node"])
 def test_budget_sizes_models_to_a_common_count(model):
     system = wp.load_system("msd")
-    config = wp.make_config("msd", "quick", model=model, budget=5000, depth=1)
-    count = param_count(build_model(config, system, key=jr.PRNGKey(0)))
+    config = wp.make_config("msd", "quick", model=model, budget=5000,
+                            **({} if model == "gru" else dict(depth=1)))
+    count = param_count(config.model.build(system, key=jr.PRNGKey(0)))
     assert abs(count - 5000) / 5000 < 0.25, count
 
 
 def test_budget_refuses_a_fixed_size_model():
     config = wp.make_config("msd", "quick", model="warp-phys", physics_form="direct", budget=500)
     with pytest.raises(wp.WarpPhysError, match="fixed size"):
-        build_model(config, wp.load_system("msd"), key=jr.PRNGKey(0))
+        config.model.build(wp.load_system("msd"), key=jr.PRNGKey(0))
 
 
 def test_box_distance():
@@ -101,12 +101,12 @@ def test_grey_box_seeds_are_not_stacked():
     # Each seed's normaliser lives in its grey-box root as static data, so the seeds of
     # warp-phys have no common structure and fit_ensemble trains them one by one; those
     # of black-box WARP stack.
-    from warp_phys._evaluate import Normaliser
+    from warp_phys._normalise import Normaliser
     from warp_phys._train import _stackable
 
     system = wp.load_system("msd")
     normalisers = [Normaliser(np.zeros(2), np.ones(2)), Normaliser(np.zeros(2), np.full(2, 2.0))]
     for model, stackable in (("warp-phys", False), ("warp", True)):
         config = wp.make_config("msd", "quick", model=model)
-        models = [build_model(config, system, n, key=jr.PRNGKey(i)) for i, n in enumerate(normalisers)]
+        models = [config.model.build(system, n, key=jr.PRNGKey(i)) for i, n in enumerate(normalisers)]
         assert _stackable(models) is stackable

@@ -8,12 +8,13 @@ import pytest
 
 import warp_phys as wp
 from warp_phys._cli import main
-from warp_phys._train import make_optimiser
 
 
 def tiny_config(system="sine", **overrides):
-    values = dict(epochs=3, batch_size=16, n_train=32, n_val=16, n_test=16, width=8, depth=1,
-                  lr=3e-3, checkpoint_every=1)
+    sizes = (dict(width=8, depth=1) if overrides.get("model", "warp") in ("warp", "warp-phys")
+             else dict(hidden=8))
+    values = dict(epochs=3, batch_size=16, n_train=32, n_val=16, n_test=16, lr=3e-3,
+                  checkpoint_every=1, **sizes)
     values.update(overrides)
     return wp.make_config(system, "quick", **values)
 
@@ -61,7 +62,7 @@ def test_resume_continues_exactly_from_the_checkpoint(tmp_path):
     first = wp.fit(tiny_config(epochs=2), runs_dir=tmp_path / "b", progress=False)
     # Pretend the run was killed after epoch 2 of 4: extend the config and resume.
     data = json.loads((first.path / "config.json").read_text())
-    data["epochs"] = 4
+    data["training"]["epochs"] = 4
     (first.path / "config.json").write_text(json.dumps(data))
     resumed = wp.fit(None, resume=first.path, progress=False)
     assert [e for e, _ in _losses(resumed)] == [1, 2, 3, 4]
@@ -80,16 +81,23 @@ def test_classification_trains(tmp_path):
 
 def test_non_finite_loss_stops_with_a_message(tmp_path):
     # sine's quick preset feeds back unclipped forecasts, so the fix names the clip too
-    with pytest.raises(wp.WarpPhysError, match=r"became (nan|inf);.*lower --lr \(now 1e\+06\) "
-                                               "or bound fed-back forecasts with --final clip"):
+    with pytest.raises(wp.WarpPhysError, match=r"became (nan|inf);.*lower the learning rate \(now "
+                                               r"lr=1e\+06\) or bound fed-back forecasts with "
+                                               "final='clip'"):
         wp.fit(tiny_config(lr=1e6, grad_clip="none", optimiser="sgd"), runs_dir=tmp_path,
                progress=False)
 
 
 @pytest.mark.parametrize("argv,message", [
     (["fit", "sine", "--epochs", "-1"], "--epochs must be a positive integer"),
-    (["fit", "sine", "--model", "transformer"], "--model must be one of warp"),
-    (["fit", "sine", "--optimiser", "magic"], "--optimiser must be one of"),
+    (["fit", "sine", "--model", "transformer"], "Invalid value for '--model': 'transformer'"),
+    (["fit", "sine", "--optimiser", "magic"], "Invalid value for '--optimiser': 'magic'"),
+    (["fit", "sine", "--forcing", "1.5"], "--forcing must be a probability in [0, 1], got 1.5"),
+    (["fit", "msd", "--model", "gru", "--uncertainty"],
+     "--uncertainty does not apply to model 'gru' (it is an option of WARPConfig)"),
+    (["fit", "lotka-volterra-copy", "--forcing", "0.5"], "feed back its own forecasts; set --forcing 1"),
+    (["fit", "sine", "--model", "warp-phys", "--root-previous"], "--no-root-previous"),
+    (["fit", "sine", "--final", "dynamic-tanh", "--model", "gru"], "--final must be one of none, clip"),
     (["fit", "sine", "--preset", "huge"], "unknown preset 'huge'"),
     (["fit", "msd", "--model", "ncde", "--clip-bound", "-1"], "--clip-bound must be positive"),
     (["fit", "nope"], "unknown system 'nope'"),
@@ -108,8 +116,8 @@ def test_a_learning_rate_scale_touches_only_A():
     grads = jax.tree_util.tree_map(jnp.ones_like, params)
     deltas = {}
     for scale in (1.0, 1e-3):
-        optimiser = make_optimiser(tiny_config(optimiser="sgd", lr=0.1, grad_clip="none",
-                                               a_lr_scale=scale))
+        optimiser = tiny_config(optimiser="sgd", lr=0.1, grad_clip="none",
+                                a_lr_scale=scale).optimiser.make()
         updates, _ = optimiser.update(grads, optimiser.init(params), params, value=jnp.zeros(()))
         deltas[scale] = (float(jnp.abs(updates.A).max()), float(jnp.abs(updates.B).max()))
     assert deltas[1.0] == pytest.approx((0.1, 0.1))
@@ -126,13 +134,13 @@ def test_two_devices_train_like_one(tmp_path):
                                                                rel=1e-6)
     assert two.metrics["splits"]["test-id"]["mse"] == pytest.approx(
         one.metrics["splits"]["test-id"]["mse"], rel=1e-5)
-    assert two.load_config(two.path).devices == 2
+    assert two.load_config(two.path).training.devices == 2
 
 
 @pytest.mark.parametrize("overrides,message", [
-    (dict(devices=64), "--devices 64: only 2 cpu device"),
-    (dict(devices=2, batch_size=15), "does not split evenly over --devices 2"),
-    (dict(mode="convolutional", forcing=0.25), "--mode convolutional needs every input"),
+    (dict(devices=64), "devices=64: only 2 cpu device"),
+    (dict(devices=2, batch_size=15), "does not split evenly over devices=2"),
+    (dict(mode="convolutional", forcing=0.25), "mode='convolutional' needs every input"),
 ])
 def test_devices_and_mode_refuse_what_cannot_work(overrides, message, tmp_path):
     with pytest.raises(wp.WarpPhysError, match=message):
@@ -145,7 +153,7 @@ def test_a_model_the_options_cannot_build_fails_before_data_is_generated(tmp_pat
 
     monkeypatch.setattr("warp_phys._train.load_splits", no_data)
     config = tiny_config("sine", model="warp-phys", root_previous=True)
-    with pytest.raises(wp.WarpPhysError, match="closed form.*drop --root-previous"):
+    with pytest.raises(wp.WarpPhysError, match="closed form.*set root_previous=False"):
         wp.fit(config, runs_dir=tmp_path, progress=False)
     assert not list(tmp_path.iterdir())  # no run directory either
 
@@ -183,20 +191,20 @@ def test_an_ensemble_trains_each_seed_as_fit_would(model, tmp_path):
     small = {} if model == "warp" else dict(epochs=2, hidden=8, code=4)
     configs = [tiny_config(model=model, seed=s, **small) for s in (0, 1)]
     together = wp.fit_ensemble(configs, runs_dir=tmp_path / "together", progress=False)
-    for config, member in zip(configs, together):
-        alone = wp.fit(config, runs_dir=tmp_path / "alone", progress=False)
-        assert member.config == config
-        assert [loss for _, loss in _losses(member)] == pytest.approx(
-            [loss for _, loss in _losses(alone)], rel=1e-5)
-        assert member.metrics["splits"]["test-id"]["mse"] == pytest.approx(
-            alone.metrics["splits"]["test-id"]["mse"], rel=1e-4)
-        assert json.loads((member.path / "env.json").read_text())["ensemble"] == 2
+    assert [member.config for member in together] == configs
+    assert all(json.loads((m.path / "env.json").read_text())["ensemble"] == 2 for m in together)
+    # The second member against its own fit: the member axis is neither dropped nor mixed.
+    alone = wp.fit(configs[1], runs_dir=tmp_path / "alone", progress=False)
+    assert [loss for _, loss in _losses(together[1])] == pytest.approx(
+        [loss for _, loss in _losses(alone)], rel=1e-5)
+    assert together[1].metrics["splits"]["test-id"]["mse"] == pytest.approx(
+        alone.metrics["splits"]["test-id"]["mse"], rel=1e-4)
     assert _losses(together[0]) != _losses(together[1])
     if model != "warp":
         return
     # A member resumes on its own, from its own checkpoint.
     data = json.loads((together[1].path / "config.json").read_text())
-    data["epochs"] = 4
+    data["training"]["epochs"] = 4
     (together[1].path / "config.json").write_text(json.dumps(data))
     resumed = wp.fit(None, resume=together[1].path, progress=False)
     assert [e for e, _ in _losses(resumed)] == [1, 2, 3, 4]
@@ -215,12 +223,11 @@ def test_an_ensemble_of_grey_box_seeds_trains_them_one_by_one(tmp_path, monkeypa
                for s in (0, 1)]
     together = wp.fit_ensemble(configs, runs_dir=tmp_path / "together", progress=False)
     assert len(loads) == 2
-    for config, member in zip(configs, together):
-        alone = wp.fit(config, runs_dir=tmp_path / "alone", progress=False)
-        assert member.config == config
-        assert [loss for _, loss in _losses(member)] == pytest.approx(
-            [loss for _, loss in _losses(alone)], rel=1e-6)
-        assert "ensemble" not in json.loads((member.path / "env.json").read_text())
+    assert [member.config for member in together] == configs
+    assert all("ensemble" not in json.loads((m.path / "env.json").read_text()) for m in together)
+    alone = wp.fit(configs[1], runs_dir=tmp_path / "alone", progress=False)
+    assert [loss for _, loss in _losses(together[1])] == pytest.approx(
+        [loss for _, loss in _losses(alone)], rel=1e-6)
 
 
 def test_an_ensemble_refuses_configurations_that_differ_beyond_the_seed(tmp_path):

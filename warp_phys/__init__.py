@@ -2,7 +2,11 @@
 
 import importlib.metadata
 
-from ._config import FitConfig as FitConfig, make_config as make_config
+from ._config import (
+    Data as Data,
+    FitConfig as FitConfig,
+    Training as Training,
+)
 from ._compile import CompiledSystem as CompiledSystem, compile_system as compile_system
 from ._dataset import Dataset as Dataset
 from ._distributions import (
@@ -12,6 +16,34 @@ from ._distributions import (
     Uniform as Uniform,
 )
 from ._errors import WarpPhysError as WarpPhysError
+from ._models import (
+    AbstractBaselineConfig as AbstractBaselineConfig,
+    AbstractModelConfig as AbstractModelConfig,
+    AbstractWARPConfig as AbstractWARPConfig,
+    GRUConfig as GRUConfig,
+    LSTMConfig as LSTMConfig,
+    MODELS as MODELS,
+    NeuralCDEConfig as NeuralCDEConfig,
+    NeuralODEConfig as NeuralODEConfig,
+    WARPConfig as WARPConfig,
+    WARPPhysConfig as WARPPhysConfig,
+)
+from ._normalise import Normaliser as Normaliser
+from ._optimiser import (
+    OPTIMISERS as OPTIMISERS,
+    SGD as SGD,
+    AbstractOptimiser as AbstractOptimiser,
+    AdaBelief as AdaBelief,
+    Adam as Adam,
+    AdamW as AdamW,
+    Lion as Lion,
+    RMSProp as RMSProp,
+)
+from ._presets import (
+    make_config as make_config,
+    resolve as resolve,
+    resolve_preset as resolve_preset,
+)
 from ._baselines import (
     make_gru as make_gru,
     make_lstm as make_lstm,
@@ -34,10 +66,21 @@ from ._simulate import simulate as simulate
 from ._study import study as study
 from ._splits import in_box as in_box, sample_draws as sample_draws
 from ._system import SPLITS as SPLITS, System as System
-from ._tasks import AbstractTask as AbstractTask, Forecast as Forecast, RepeatCopy as RepeatCopy
+from ._tasks import (
+    AbstractTask as AbstractTask,
+    Classify as Classify,
+    Forecast as Forecast,
+    RepeatCopy as RepeatCopy,
+)
 from ._train import fit as fit, fit_ensemble as fit_ensemble
 from ._warp import WARP as WARP, make_warp as make_warp
 from . import analysis as analysis
+from ._flow import (
+    AbstractFlow as AbstractFlow,
+    ClosedFormFlow as ClosedFormFlow,
+    LinearFlow as LinearFlow,
+    ODEFlow as ODEFlow,
+)
 
 
 try:

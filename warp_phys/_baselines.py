@@ -306,6 +306,18 @@ def _per_feature(name: str, value, size: int) -> tuple[float, ...]:
     return tuple(float(v) for v in values)
 
 
+def _start_at_physics(field: eqx.nn.MLP, p0, dtype):
+    """The field with a zero last layer (the model starts as the declared physics), and
+    the physical parameters as trained: their logarithms where all are positive."""
+    p0 = np.asarray(p0, dtype=float)
+    positive = bool(np.all(p0 > 0))
+    physics = jnp.asarray(np.log(p0) if positive else p0, dtype=dtype)
+    last = field.layers[-1]
+    field = eqx.tree_at(lambda f: (f.layers[-1].weight, f.layers[-1].bias), field,
+                        (jnp.zeros_like(last.weight), jnp.zeros_like(last.bias)))
+    return field, physics, positive
+
+
 def make_node(
     data_size: int,
     out_size: int,
@@ -343,8 +355,7 @@ def make_node(
     - `t0`: the physical time of step 0 (for a time-dependent vector field).
     - `classify`: add a linear classifier of (y, c_k) and return logits.
     - `bound`: clip every forecast to [-bound, bound] before it is fed back or scored.
-    - `dtype`: the parameters' dtype.
-    - `key`: a JAX PRNG key.
+    - `dtype`, `key`: the parameters' dtype and a JAX PRNG key.
 
     With physics, the last layer of f_phi starts at zero, so the untrained model is
     exactly the declared physics at `p0`.
@@ -352,10 +363,9 @@ def make_node(
     **Example:**
 
     ```python
-    compiled = warp_phys.compile_system(warp_phys.load_system("msd"))
+    field = warp_phys.compile_system(warp_phys.load_system("msd")).vector_field
     model = warp_phys.make_node(2, 2, 256, dt=1 / 255, hidden=32, depth=2, code=16,
-                                vector_field=compiled.vector_field, p0=[0.03, 10.0, 0.1],
-                                key=jax.random.PRNGKey(0))
+                                vector_field=field, p0=[0.03, 10.0, 0.1], key=jr.PRNGKey(0))
     ```
     """
     if not classify and out_size != data_size:
@@ -367,15 +377,9 @@ def make_node(
     encoder_key, field_key, classifier_key = jr.split(key, 3)
     field = eqx.nn.MLP(data_size + code, data_size, hidden, depth, activation=jax.nn.softplus,
                        dtype=dtype, key=field_key)
-    if vector_field is None:
-        physics, positive = None, False
-    else:
-        p0 = np.asarray(p0, dtype=float)
-        positive = bool(np.all(p0 > 0))
-        physics = jnp.asarray(np.log(p0) if positive else p0, dtype=dtype)
-        last = field.layers[-1]
-        field = eqx.tree_at(lambda f: (f.layers[-1].weight, f.layers[-1].bias), field,
-                            (jnp.zeros_like(last.weight), jnp.zeros_like(last.bias)))
+    physics, positive = None, False
+    if vector_field is not None:
+        field, physics, positive = _start_at_physics(field, p0, dtype)
     classifier = (eqx.nn.Linear(data_size + code, out_size, dtype=dtype, key=classifier_key)
                   if classify else None)
     return NeuralODE(

@@ -10,9 +10,11 @@ import warnings
 from pathlib import Path
 from typing import Annotated
 
+import click
 import typer
 
 from ._errors import WarpPhysError
+from ._flags import GroupedCommand
 
 
 app = typer.Typer(
@@ -28,9 +30,13 @@ app = typer.Typer(
 
 def _version(value: bool):
     if value:
-        from . import __version__
+        import importlib.metadata
 
-        typer.echo(f"warp-phys {__version__}")
+        try:
+            version = importlib.metadata.version("warp-phys")
+        except importlib.metadata.PackageNotFoundError:  # a source tree, not installed
+            version = "0+unknown"
+        typer.echo(f"warp-phys {version}")
         raise typer.Exit()
 
 
@@ -125,75 +131,6 @@ def generate_command(
                    f"{elapsed:.2f} s) -> {stem.with_suffix('.npz')}")
 
 
-@app.command("fit")
-def fit_command(
-    system: Annotated[str, typer.Argument(help="A system name or a path to a .py file.")] = "msd",
-    model: Annotated[str, typer.Option(help="Model to train: warp, warp-phys (grey-box, compiled from the system), node, ncde, gru or lstm.")] = "warp",
-    preset: Annotated[str, typer.Option(help="quick (CPU, minutes) or paper (the paper's settings, for a GPU).")] = "quick",
-    epochs: Annotated[int | None, typer.Option(help="Training epochs.")] = None,
-    batch_size: Annotated[int | None, typer.Option(help="Minibatch size.")] = None,
-    lr: Annotated[float | None, typer.Option(help="Learning rate.")] = None,
-    a_lr_scale: Annotated[float | None, typer.Option(help="Learning-rate multiplier for the D x D matrix A.")] = None,
-    seed: Annotated[int, typer.Option(help="Seed for data, initialisation and batches.")] = 0,
-    n_train: Annotated[int | None, typer.Option(help="Training trajectories.")] = None,
-    n_val: Annotated[int | None, typer.Option(help="Validation trajectories.")] = None,
-    n_test: Annotated[int | None, typer.Option(help="Trajectories per test split.")] = None,
-    width: Annotated[int | None, typer.Option(help="Root network width.")] = None,
-    depth: Annotated[int | None, typer.Option(help="Root network hidden layers.")] = None,
-    init: Annotated[str | None, typer.Option(help="theta_0: hypernetwork or learned.")] = None,
-    physics_form: Annotated[str | None, typer.Option(help="warp-phys: mlp (theta = weights of an MLP of tau giving the parameters) or direct (theta = the parameters).")] = None,
-    physics_reach: Annotated[float | None, typer.Option(help="warp-phys: how many half-widths of its training range a parameter may leave the centre by.")] = None,
-    root_previous: Annotated[bool | None, typer.Option("--root-previous/--no-root-previous", help="warp: the root also reads the step's input; warp-phys: the physics runs one interval from the step's input instead of from x0.")] = None,
-    hidden: Annotated[int | None, typer.Option(help="node, ncde, gru, lstm: hidden size.")] = None,
-    node_physics: Annotated[bool | None, typer.Option("--node-physics/--no-node-physics", help="node: add the declared vector field as a known term.")] = None,
-    budget: Annotated[int | None, typer.Option(help="Size the model's width to about this many trainable parameters.")] = None,
-    final: Annotated[str | None, typer.Option(help="Final activation: none, clip, dynamic-tanh (WARP); baselines honour clip as a bound on their forecasts.")] = None,
-    clip_bound: Annotated[float | None, typer.Option(help="With --final clip: forecasts are clipped to [-B, B] in normalised units.")] = None,
-    forcing: Annotated[float | None, typer.Option(help="Teacher-forcing probability per step after the context.")] = None,
-    forcing_schedule: Annotated[str | None, typer.Option(help="constant, or linear (from 1 down to --forcing).")] = None,
-    optimiser: Annotated[str | None, typer.Option(help="Any of: adabelief, adam, adamw, sgd, lion, rmsprop.")] = None,
-    grad_clip: Annotated[str | None, typer.Option(help="global-norm, elementwise or none.")] = None,
-    grad_clip_value: Annotated[float | None, typer.Option(help="Clipping threshold.")] = None,
-    normalise: Annotated[str | None, typer.Option(help="standard, minmax or none (metrics are always in data units).")] = None,
-    uncertainty: Annotated[bool | None, typer.Option("--uncertainty/--no-uncertainty", help="Add a sigma head (NLL loss).")] = None,
-    patience: Annotated[int | None, typer.Option(help="Stop after this many validations without improvement (0: never).")] = None,
-    fast_vjp: Annotated[bool | None, typer.Option("--fast-vjp/--no-fast-vjp", help="Gradient of A as one matrix product.")] = None,
-    devices: Annotated[int | None, typer.Option(help="Data-parallel training over this many devices (the batch is split, the model replicated).")] = None,
-    transition: Annotated[str | None, typer.Option(help="Structure of WARP's A: dense (the paper), diagonal-low-rank, or block-diagonal (one block per root layer).")] = None,
-    rank: Annotated[int | None, typer.Option(help="Rank of the low-rank part of a diagonal-low-rank A.")] = None,
-    precision: Annotated[str | None, typer.Option(help="WARP's products with A: float32, tf32 (TF32 tensor cores on a GPU) or bf16 (bfloat16 inputs, float32 state).")] = None,
-    mode: Annotated[str | None, typer.Option(help="recurrent, or convolutional (exact, for training that reads every input from the data: --forcing 1 or classification).")] = None,
-    out: Annotated[Path, typer.Option(help="Folder for run directories.")] = Path("runs"),
-    resume: Annotated[Path | None, typer.Option(help="Continue a run directory from its last checkpoint.")] = None,
-):
-    """Train a model on a system and print its test errors (in- and out-of-distribution)."""
-    from ._config import make_config
-    from ._registry import load_system
-    from ._run import format_table
-    from ._train import fit
-
-    if resume is not None:
-        run = fit(None, resume=resume)
-    else:
-        load_system(system)  # fail early on a bad system
-        if epochs is not None and epochs < 1:
-            raise WarpPhysError(f"--epochs must be a positive integer, got {epochs}")
-        config = make_config(
-            system, preset, model=model, epochs=epochs, batch_size=batch_size, lr=lr,
-            a_lr_scale=a_lr_scale, seed=seed,
-            n_train=n_train, n_val=n_val, n_test=n_test, width=width, depth=depth, init=init,
-            physics_form=physics_form, physics_reach=physics_reach, root_previous=root_previous, hidden=hidden,
-            node_physics=node_physics, budget=budget,
-            final=final, clip_bound=clip_bound, forcing=forcing, forcing_schedule=forcing_schedule, optimiser=optimiser,
-            grad_clip=grad_clip, grad_clip_value=grad_clip_value, normalise=normalise,
-            uncertainty=uncertainty, patience=patience, fast_vjp=fast_vjp, mode=mode, devices=devices, precision=precision,
-            transition=transition, rank=rank,
-        )
-        run = fit(config, runs_dir=out)
-    typer.echo(f"run: {run.path}")
-    typer.echo(format_table(run.metrics["splits"]))
-
-
 @app.command("evaluate")
 def evaluate_command(
     run_dir: Annotated[Path, typer.Argument(help="A run directory made by `warp-phys fit`.")],
@@ -219,7 +156,8 @@ def plot_command(
     count: Annotated[int, typer.Option(help="Sequences per split in the weight-space figures.")] = 256,
 ):
     """Draw a run's figures into its plots/ folder and print their paths."""
-    from ._run import FIGURES, Run
+    from ._report import FIGURES, figures, plot
+    from ._run import Run
 
     if count < 1:
         raise WarpPhysError(f"--count must be a positive integer, got {count}")
@@ -227,34 +165,117 @@ def plot_command(
     asked = what or ["all"]
     if "all" in asked:
         for name in FIGURES:
-            if name not in run.figures():
-                typer.echo(f"skipped {name}: not drawn for a {run.config.model} run on "
+            if name not in figures(run):
+                typer.echo(f"skipped {name}: not drawn for a {run.config.model.name} run on "
                            f"{run.config.system}", err=True)
-        asked = list(run.figures())
-    for path in run.plot(list(dict.fromkeys(asked)), count=count):
+        asked = list(figures(run))
+    for path in plot(run, list(dict.fromkeys(asked)), count=count):
         typer.echo(str(path))
     if (run.path / "analysis.json").is_file() and set(asked) & {"pca", "weights"}:
         typer.echo(f"numbers: {run.path / 'analysis.json'}")
 
 
-@app.command("study")
-def study_command(
-    system: Annotated[str, typer.Argument(help="A system name or a path to a .py file.")] = "msd",
-    models: Annotated[str, typer.Option(help="Comma-separated models.")] = "warp,warp-phys,node,ncde,gru,lstm",
-    seeds: Annotated[int, typer.Option(help="Seeds per model (0, 1, ...).")] = 3,
-    preset: Annotated[str, typer.Option(help="The preset every run starts from.")] = "quick",
-    epochs: Annotated[int | None, typer.Option(help="Training epochs for every run.")] = None,
-    n_train: Annotated[int | None, typer.Option(help="Training trajectories.")] = None,
-    n_val: Annotated[int | None, typer.Option(help="Validation trajectories.")] = None,
-    n_test: Annotated[int | None, typer.Option(help="Trajectories per test split.")] = None,
-    batch_size: Annotated[int | None, typer.Option(help="Minibatch size.")] = None,
-    budget: Annotated[int | None, typer.Option(help="Size every model to about this many trainable parameters.")] = None,
-    ensemble: Annotated[bool, typer.Option("--ensemble/--no-ensemble", help="Train the missing seeds of a model together, as one vmapped model (equal to one by one up to float rounding; on a 2-core CPU no faster, see benchmarks/ensemble.py; a grey-box model trains its seeds one by one).")] = False,
-    out: Annotated[Path, typer.Option(help="Folder for run directories and the study.")] = Path("runs"),
-):
+
+def _run_options(command):
+    """The options every training command shares: system, preset, model, optimiser, and
+    every configuration field (see `_flags.py`)."""
+    from ._flags import config_options
+    from ._models import MODELS
+    from ._optimiser import OPTIMISERS
+
+    shared = [
+        click.Argument(["system"], default="msd", required=False),
+        click.Option(["--preset"], default="quick", show_default=True,
+                     help="quick (CPU, minutes; good defaults for any system) or paper (the "
+                     "paper's settings, for a GPU), or a preset the system file declares."),
+        click.Option(["--optimiser"], type=click.Choice(list(OPTIMISERS)), default=None,
+                     help="The optimiser (default adabelief, unless the preset sets it)."),
+        click.Option(["--out"], type=click.Path(path_type=Path), default=Path("runs"),
+                     show_default=True, help="Folder for run directories."),
+    ]
+    if command == "fit":
+        shared += [
+            click.Option(["--model"], type=click.Choice(list(MODELS)), default="warp",
+                         show_default=True, help="The model to train (warp-phys: grey-box, "
+                         "compiled from the system)."),
+            click.Option(["--seed"], type=int, default=None,
+                         help="Seed for data, initialisation and batches.  [default: 0]"),
+            click.Option(["--resume"], type=click.Path(path_type=Path), default=None,
+                         help="Continue a run directory from its last checkpoint."),
+        ]
+    for param in shared:
+        param.group = "Run"
+    return shared + config_options()
+
+
+def _fit(system, preset, optimiser, out, model, seed, resume, **options):
+    """Train a model on a system and print its test errors (in- and out-of-distribution).
+
+    SYSTEM is a system name (see `warp-phys systems`) or a path to a .py file; the
+    preset fills every option and the options given override it."""
+    from ._presets import resolve
+    from ._flags import given
+    from ._train import fit
+
+    chosen = given(options)
+    start = time.perf_counter()
+    if resume is not None:
+        if chosen:
+            raise WarpPhysError(f"--resume continues the run with its own config.json; drop "
+                                f"{', '.join('--' + k.replace('_', '-') for k in chosen)}")
+        run = fit(resume=resume)
+    else:
+        config, sources = resolve(system, preset, model=model, optimiser=optimiser, seed=seed,
+                                  **chosen)
+        typer.echo(_describe(config, sources))
+        run = fit(config, runs_dir=out)
+    typer.echo(_outcome(run, time.perf_counter() - start))
+
+
+def _describe(config, sources) -> str:
+    """The resolved configuration: where each value came from, then every value."""
+    by_source: dict[str, list[str]] = {}
+    for name, source in sources.items():
+        if name != "model":
+            by_source.setdefault(source, []).append(f"{name}={config.flat()[name]!r}")
+    lines = [f"{config.system}: model {config.model.name}, preset {config.preset!r}, "
+             f"seed {config.seed}"]
+    lines += [f"  {source}: {' '.join(values)}" for source, values in by_source.items()]
+    for label, part in (("model", config.model), ("optimiser", config.optimiser),
+                        ("training", config.training), ("data", config.data)):
+        values = " ".join(f"{k}={v!r}" for k, v in part.to_json().items() if k != "name")
+        lines.append(f"  {' '.join(filter(None, (label, part.name)))}: {values}")
+    return "\n".join(lines)
+
+
+def _outcome(run, seconds: float) -> str:
+    """What a finished run tells its user: where it is, how it went, its test table."""
+    from ._generate import dataset_stem, default_cache_dir, default_size
+    from ._run import format_table
+
+    summary, config = run.metrics, run.config
+    n = config.data.n_train or default_size(run.system, "train")
+    cache = dataset_stem(run.system, "train", n, config.seed, 1e-9, 1e-9, default_cache_dir())
+    lines = [f"run: {run.path}",
+             f"best epoch {summary['best_epoch']} of {summary['epochs_run']} run (on val); "
+             f"{seconds:.1f} s in all, {summary['seconds_per_epoch'] or 0:.3g} s per epoch"]
+    if summary.get("note"):
+        lines.append(f"note: {summary['note']}")
+    lines.append(format_table(summary["splits"]))
+    plots = sorted(p.name for p in (run.path / "plots").glob("*.png"))
+    lines.append(f"plots: {run.path / 'plots'} ({', '.join(plots)})")
+    lines.append(f"data: {cache.parent}")
+    return "\n".join(lines)
+
+
+def _study(system, preset, optimiser, out, models, seeds, ensemble, **options):
     """Train several models over several seeds (reusing finished runs) and compare them on
-    in- and out-of-distribution test data: writes study.md, study.csv and distance.png."""
-    from ._config import MODELS
+    in- and out-of-distribution test data: writes study.md, study.csv and distance.png.
+
+    Every option applies to the models that have it (--width to WARP, --hidden to the
+    baselines)."""
+    from ._flags import given
+    from ._models import MODELS
     from ._study import study
 
     names = [m.strip() for m in models.split(",") if m.strip()]
@@ -262,19 +283,73 @@ def study_command(
     if not names or unknown:
         raise WarpPhysError(f"--models: unknown model(s) {', '.join(unknown) or '(none given)'}; "
                             f"choose from {', '.join(MODELS)}")
-    folder = study(system, names, seeds, preset, runs_dir=out, ensemble=ensemble, epochs=epochs,
-                   n_train=n_train, n_val=n_val, n_test=n_test, batch_size=batch_size,
-                   budget=budget)
+    chosen = given(options)
+    if optimiser is not None:
+        chosen["optimiser"] = optimiser
+    folder = study(system, names, seeds, preset, runs_dir=out, ensemble=ensemble, **chosen)
     typer.echo((folder / "study.md").read_text())
     typer.echo(f"study: {folder}")
 
 
+def _study_options():
+    return [
+        click.Option(["--models"], default="warp,warp-phys,node,ncde,gru,lstm", show_default=True,
+                     help="Comma-separated models."),
+        click.Option(["--seeds"], type=int, default=3, show_default=True,
+                     help="Seeds per model (0, 1, ...)."),
+        click.Option(["--ensemble/--no-ensemble"], default=False, show_default=True,
+                     help="Train the missing seeds of a model together, as one vmapped model "
+                     "(equal to one by one up to float rounding; on a 2-core CPU no faster, see "
+                     "benchmarks/ensemble.py; a grey-box model trains its seeds one by one)."),
+    ]
+
+
+def cli() -> click.Group:
+    """The whole command line: the commands above, and `fit` and `study` generated from
+    the configuration objects."""
+    group = typer.main.get_group(app)
+    fit = GroupedCommand("fit", callback=_fit, params=_run_options("fit"), help=_fit.__doc__,
+                         short_help="Train a model on a system and print its test errors.")
+    study_params = _run_options("study")
+    for param in _study_options():
+        param.group = "Run"
+    study = GroupedCommand("study", callback=_study, params=study_params[:4] + _study_options()
+                           + study_params[4:], help=_study.__doc__,
+                           short_help="Compare models over seeds, in and out of distribution.")
+    group.add_command(fit)
+    group.add_command(study)
+    return group
+
+
+def help_text(command: str = "", width: int = 100) -> str:
+    """The `--help` of `warp-phys COMMAND` (of `warp-phys` itself for ""), as printed."""
+    group = cli()
+    with click.Context(group, info_name="warp-phys", terminal_width=width,
+                       max_content_width=width) as ctx:
+        if not command:
+            return group.get_help(ctx)
+        target = group.get_command(ctx, command)
+        with click.Context(target, info_name=command, parent=ctx, terminal_width=width,
+                           max_content_width=width) as sub:
+            return target.get_help(sub)
+
+
 def main(argv: list[str] | None = None) -> None:
     """Entry point of the `warp-phys` command."""
+    from ._flags import translate
+
     try:
-        app(args=argv, prog_name="warp-phys")
+        code = cli()(args=argv, prog_name="warp-phys", standalone_mode=False)
+    except click.exceptions.Exit as e:
+        code = e.exit_code
+    except click.ClickException as e:
+        typer.echo(f"warp-phys: error: {e.format_message()} (see warp-phys --help)", err=True)
+        sys.exit(2)
+    except click.exceptions.Abort:
+        typer.echo("warp-phys: interrupted", err=True)
+        sys.exit(130)
     except WarpPhysError as e:
-        typer.echo(f"warp-phys: error: {e}", err=True)
+        typer.echo(f"warp-phys: error: {translate(e)}", err=True)
         sys.exit(2)
     except KeyboardInterrupt:
         typer.echo("warp-phys: interrupted", err=True)
@@ -288,3 +363,4 @@ def main(argv: list[str] | None = None) -> None:
             err=True,
         )
         sys.exit(1)
+    sys.exit(code if isinstance(code, int) else 0)

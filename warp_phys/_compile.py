@@ -11,9 +11,9 @@ import equinox as eqx
 import jax
 import jax.numpy as jnp
 import sympy as sp
-from jax.scipy.linalg import expm
 
 from ._distributions import AbstractDistribution
+from ._flow import AbstractFlow, ClosedFormFlow, LinearFlow, ODEFlow
 from ._system import System
 
 
@@ -58,34 +58,45 @@ class CompiledSystem(eqx.Module):
       closed form this is the time derivative of that form.
     - `initial_state(p, z) -> y0`, shape (d,), from the free parameters `p` and the
       random initial-state components `z` (ordered as `System.random_initial_state`).
-    - `matrix(p) -> M`, shape (d, d), when the system is linear (`is_linear`).
-    - `solution(t, p) -> y(t)`, shape (d,), when a closed form is declared
-      (`has_solution`).
+    - `flow`: how the state moves through time, chosen once here: a `ClosedFormFlow`
+      when a closed form is declared, else a `LinearFlow` when the equations are
+      `dy/dt = M(p) y`, else an `ODEFlow` (see `warp_phys.AbstractFlow`).
     - `t0`: the start of the time grid.
+
+    Views of the flow: `matrix(p) -> M`, shape (d, d), for a `LinearFlow` (`is_linear`);
+    `solution(t, p) -> y(t)`, shape (d,), for a `ClosedFormFlow` (`has_solution`); each
+    is `None` otherwise.
     """
 
     vector_field: Callable = eqx.field(static=True)
     initial_state: Callable = eqx.field(static=True)
-    matrix: Callable | None = eqx.field(static=True)
-    solution: Callable | None = eqx.field(static=True)
+    flow: AbstractFlow = eqx.field(static=True)
     t0: float = eqx.field(static=True)
     param_names: tuple[str, ...] = eqx.field(static=True)
     state_names: tuple[str, ...] = eqx.field(static=True)
 
     @property
+    def matrix(self) -> Callable | None:
+        return self.flow.matrix if isinstance(self.flow, LinearFlow) else None
+
+    @property
+    def solution(self) -> Callable | None:
+        return self.flow.solution if isinstance(self.flow, ClosedFormFlow) else None
+
+    @property
     def is_linear(self) -> bool:
-        return self.matrix is not None
+        return isinstance(self.flow, LinearFlow)
 
     @property
     def has_solution(self) -> bool:
-        return self.solution is not None
+        return isinstance(self.flow, ClosedFormFlow)
 
     def linear_flow(self, t, y0, p, start=None):
         """`expm((t - start) M(p)) y0`: the exact solution at time `t` of a linear system
         that is in state `y0` at time `start` (default: `t0`)."""
-        if self.matrix is None:
+        if not isinstance(self.flow, LinearFlow):
             raise ValueError("linear_flow needs a linear system (check `is_linear`)")
-        return expm((t - (self.t0 if start is None else start)) * self.matrix(p)) @ y0
+        return self.flow.advance(self.t0 if start is None else start, t, y0, p)
 
 
 # Equal declarations share one compiled system, so the functions jitted on it
@@ -113,14 +124,6 @@ def _compile(system: System) -> CompiledSystem:
     def vector_field(t, y, p):
         return field_fn(t, *(y[i] for i in range(len(state))), *p)
 
-    m = linear_matrix(system)
-    if m is not None:
-        entries = _lambdify(free, list(m))
-        d = len(state)
-        matrix = lambda p: entries(*p).reshape(d, d)  # noqa: E731
-    else:
-        matrix = None
-
     if solution is not None:
         t0 = system.t_span[0]
         initial_state = lambda p, z: solution(t0, p)  # noqa: E731
@@ -137,12 +140,23 @@ def _compile(system: System) -> CompiledSystem:
     return CompiledSystem(
         vector_field=vector_field,
         initial_state=initial_state,
-        matrix=matrix,
-        solution=solution,
+        flow=_flow(system, solution, vector_field),
         t0=system.t_span[0],
         param_names=tuple(s.name for s in free),
         state_names=tuple(s.name for s in state),
     )
+
+
+def _flow(system: System, solution: Callable | None, vector_field: Callable) -> AbstractFlow:
+    """The one place that decides how a system's state moves: closed form, expm or ODE."""
+    if solution is not None:
+        return ClosedFormFlow(solution=solution)
+    m = linear_matrix(system)
+    if m is not None:
+        entries = _lambdify(list(system.free_parameters), list(m))
+        d = len(system.state)
+        return LinearFlow(matrix=lambda p: entries(*p).reshape(d, d), d=d)
+    return ODEFlow(vector_field=vector_field)
 
 
 def compile_system(system: System) -> CompiledSystem:
@@ -158,6 +172,7 @@ def compile_system(system: System) -> CompiledSystem:
 
     ```python
     c = wp.compile_system(wp.load_system("msd"))
+    c.flow                           # LinearFlow(...)
     c.is_linear                      # True
     c.matrix(jnp.array([0.03, 10.0, 0.1]))  # [[0, 1], [-k/m, -c/m]]
     ```

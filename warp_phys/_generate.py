@@ -58,10 +58,10 @@ def generate(
     Parameters are drawn from the split's box (see `warp_phys.SPLITS`) with a random
     stream of their own, so the same `(system, split, n, seed)` gives the same data bit
     for bit, and different splits never share draws. The whole batch is solved in
-    float64 by one vectorised call per chunk of trajectories: closed form when the system has
-    one, `expm` when it is linear, an adaptive Diffrax solve (Dopri8, max-norm error
-    control) otherwise. A draw whose solve fails or leaves finite values is replaced by a
-    fresh draw and reported (warning, and `meta["failed"]`); no NaN is ever stored.
+    float64 by one vectorised call per chunk of trajectories, with the flow that
+    `compile_system` chose: closed form when the system has one, `expm` when it is linear,
+    an adaptive Diffrax solve (Dopri8, max-norm error control) otherwise. A draw whose
+    solve fails or leaves finite values is replaced by a fresh draw and reported (warning, and `meta["failed"]`); no NaN is ever stored.
 
     **Arguments:**
 
@@ -164,7 +164,7 @@ def _simulate_split(system, split, n, seed, rtol, atol, progress) -> Dataset:
         "fixed_parameters": {s.name: v for s, v in system.fixed_parameters.items()},
         "classes": list(system.classes),
         "task": system.task.to_json(),
-        "method": _method(compiled),
+        "method": compiled.flow.description,
         "rtol": rtol,
         "atol": atol,
         "failed": {
@@ -177,12 +177,6 @@ def _simulate_split(system, split, n, seed, rtol, atol, progress) -> Dataset:
     meta = json.loads(json.dumps(meta))  # exactly what a save/load round trip gives
     return Dataset(t=ts, y=y, inputs=inputs, targets=targets, params=params, y0=y0,
                    labels=labels, extras=extras, meta=meta)
-
-
-def _method(compiled) -> str:
-    if compiled.has_solution:
-        return "closed form"
-    return "expm (linear)" if compiled.is_linear else "diffrax Dopri8 (adaptive)"
 
 
 def _failure_message(system, split, failed, count, *, fatal) -> str:
@@ -202,3 +196,20 @@ def _failure_message(system, split, failed, count, *, fatal) -> str:
         f"left finite values and were replaced by new draws ({shown}{more}); "
         "the dataset's meta['failed'] lists them"
     )
+
+
+def load_splits(system: System, sizes: dict, seed: int, splits=None, *,
+                progress: bool = False) -> dict[str, Dataset]:
+    """The datasets a run uses (default: every split the system has), from the cache.
+
+    **Arguments:**
+
+    - `sizes`: `{"train": n, "val": n, "test": n}` (`test` for each test split; None: the
+      system's declared size).
+    - `seed`, `progress`: as `generate`.
+    """
+    return {
+        split: generate(system, split, sizes.get(split, sizes.get("test")), seed=seed,
+                        progress=progress)
+        for split in (splits or system.splits)
+    }

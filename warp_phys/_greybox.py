@@ -10,6 +10,8 @@ the initial state):
     a declared closed form y(t; p)         y(t) = solution(t, p)
     any other system                       y(t) = x0 + int_t0^t f(s, y, p) ds   (Diffrax)
 
+(the system's flow, chosen when it was compiled: `compiled.flow`, see `_flow.py`).
+
 With `previous=True` the physics starts instead from the step's own input x_k at
 t_k = t - dt and runs one sampling interval dt: y(t) = expm(dt M(p)) x_k, or one Diffrax
 solve over [t_k, t]. Both are exact given the true p (the forecast fed back is the state
@@ -42,11 +44,13 @@ import equinox as eqx
 import jax
 import jax.numpy as jnp
 import numpy as np
+import optimistix as optx
 import sympy as sp
 from jaxtyping import Array, Float, PRNGKeyArray
 
 from ._compile import CompiledSystem, compile_system
 from ._errors import WarpPhysError
+from ._flow import AbstractFlow
 from ._root import ACTIVATIONS, AbstractRoot, FlatRoot
 from ._system import System
 
@@ -86,7 +90,7 @@ class PhysicsRoot(AbstractRoot):
     """A grey-box root compiled from a `System`. Build it with `warp_phys.physics_root`."""
 
     compiled: CompiledSystem
-    route: str = eqx.field(static=True)
+    flow: AbstractFlow = eqx.field(static=True)  # the compiled flow, with the root's solve
     mlp: FlatRoot | None  # None: the "direct" form
     index: tuple[int, ...] = eqx.field(static=True)
     log: tuple[bool, ...] = eqx.field(static=True)
@@ -99,9 +103,6 @@ class PhysicsRoot(AbstractRoot):
     scale: tuple[float, ...] = eqx.field(static=True)
     classes: tuple[float, ...] = eqx.field(static=True)
     label: int | None = eqx.field(static=True)
-    rtol: float = eqx.field(static=True)
-    atol: float = eqx.field(static=True)
-    max_steps: int = eqx.field(static=True)
     previous: bool = eqx.field(static=True, default=False)
     dt: float = eqx.field(static=True, default=0.0)
 
@@ -135,21 +136,8 @@ class PhysicsRoot(AbstractRoot):
     def state(self, p: Float[Array, " P"], start: Float[Array, ""], t: Float[Array, ""],
               y: Float[Array, " d"]) -> Float[Array, " d"]:
         """The physical state at time `t`, from state `y` at time `start`, under parameters
-        `p` (a closed form ignores `start` and `y`)."""
-        c = self.compiled
-        if self.route == "linear":
-            return c.linear_flow(t, y, p, start)
-        if self.route == "solution":
-            return c.solution(t, p)
-        term = diffrax.ODETerm(lambda s, y, args: c.vector_field(s, y, args))
-        solution = diffrax.diffeqsolve(
-            term, diffrax.Tsit5(), start, t, None, y, args=p,
-            stepsize_controller=diffrax.PIDController(rtol=self.rtol, atol=self.atol),
-            saveat=diffrax.SaveAt(t1=True), max_steps=self.max_steps, throw=False,
-        )
-        # A failed solve gives NaN, which stops training with a clear message.
-        ok = solution.result == diffrax.RESULTS.successful
-        return jnp.where(ok, solution.ys[-1], jnp.nan)
+        `p` (a closed form ignores `start` and `y`; a failed solve gives NaN)."""
+        return self.flow.advance(start, t, y, p)
 
     def __call__(self, theta, tau, x, x0):
         return self.predict(self.parameters(theta, tau), tau, x, x0)
@@ -213,55 +201,65 @@ def physics_root(
     **Returns:** `(root, theta0)`; `theta0` encodes the centre of every range.
     """
     if form not in FORMS:
-        raise WarpPhysError(f"--physics-form must be one of {', '.join(FORMS)}, got {form!r}")
-    if system.task.name != "forecast":
+        raise WarpPhysError(f"physics_form must be one of {', '.join(FORMS)}, got {form!r}")
+    if not system.task.targets_are_inputs:
         raise WarpPhysError(
             f"system {system.name!r} maps its inputs to different targets ({system.task.name}), "
-            "so no physics predicts them; train --model warp on it")
+            "so no physics predicts them; train model='warp' on it")
     compiled = compile_system(system)
-    route = "linear" if compiled.is_linear else "solution" if compiled.has_solution else "ode"
-    if previous and route == "solution":
+    flow = _root_flow(compiled.flow, rtol=rtol, atol=atol, max_steps=max_steps)
+    if previous and not flow.needs_state:
         raise WarpPhysError(
             f"system {system.name!r} is declared by its closed form, which has no starting "
-            "state to take from the previous step; drop --root-previous")
+            "state to take from the previous step; set root_previous=False")
     free = list(system.free_parameters)
     inferred = unknowns(system)
     if not inferred:
         raise WarpPhysError(f"system {system.name!r} has no free parameter in its dynamics, "
                             "so a grey-box model has nothing to infer")
-    scales = {s: _scale(system.parameters[s]) for s in free}
+    log, mid, half = zip(*(_scale(system.parameters[s]) for s in inferred))
     index = tuple(free.index(s) for s in inferred)
     classes, label = (), None
     if system.label is not None:
         if system.label not in inferred:
             raise WarpPhysError(
                 f"the label {system.label.name!r} of {system.name!r} does not enter the dynamics, "
-                "so a grey-box model cannot infer it; train --model warp on it")
+                "so a grey-box model cannot infer it; train model='warp' on it")
         classes = tuple(float(v) for v in system.parameters[system.label].train)
         label = free.index(system.label)
-    n = len(inferred)
-    if form == "mlp":
-        if activation not in ACTIVATIONS:
-            raise WarpPhysError(f"unknown activation {activation!r}")
-        network = eqx.nn.MLP(1, n, width, depth, activation=ACTIVATIONS[activation],
-                             dtype=dtype, key=key)
-        mlp, theta0 = FlatRoot.from_network(network)
-    else:
-        mlp, theta0 = None, jnp.zeros(n, dtype)
+    mlp, theta0 = _weights(form, len(inferred), width, depth, activation, dtype, key=key)
     d = len(system.state)
     t0, t1 = system.t_span
     root = PhysicsRoot(
-        compiled=compiled, route=route, mlp=mlp, index=index,
-        log=tuple(scales[s][0] for s in inferred), centre=tuple(scales[s][1] for s in inferred),
-        half=tuple(scales[s][2] for s in inferred), reach=float(reach),
+        compiled=compiled, flow=flow, mlp=mlp, index=index,
+        log=log, centre=mid, half=half, reach=float(reach),
         defaults=tuple(float(v) for v in centre(system)),
         span=float(t1 - t0),
         shift=tuple(float(v) for v in np.broadcast_to(np.asarray(shift, float), (d,))),
         scale=tuple(float(v) for v in np.broadcast_to(np.asarray(scale, float), (d,))),
-        classes=classes, label=label, rtol=rtol, atol=atol, max_steps=max_steps,
-        previous=previous, dt=float(t1 - t0) / (system.steps - 1),
+        classes=classes, label=label, previous=previous, dt=float(t1 - t0) / (system.steps - 1),
     )
     return root, theta0
+
+
+def _root_flow(flow: AbstractFlow, *, rtol: float, atol: float, max_steps: int) -> AbstractFlow:
+    """The compiled flow with the root's own adaptive solve. Inside training the root is
+    solved at every step and differentiated, so it takes Tsit5 at the caller's tolerances
+    (RMS norm, no step floor), cheaper than the simulator's Dopri8; an exact flow is
+    returned as it is."""
+    return flow.with_options(solver=diffrax.Tsit5(), rtol=rtol, atol=atol,
+                             max_steps=max_steps, norm=optx.rms_norm, dtmin=None)
+
+
+def _weights(form, n, width, depth, activation, dtype, *, key) -> tuple[FlatRoot | None, Array]:
+    """The `"mlp"` form's network and its weights, or no network and zeros (`"direct"`)."""
+    if form == "direct":
+        return None, jnp.zeros(n, dtype)
+    if activation not in ACTIVATIONS:
+        raise WarpPhysError(f"unknown activation {activation!r}")
+    network = eqx.nn.MLP(1, n, width, depth, activation=ACTIVATIONS[activation],
+                         dtype=dtype, key=key)
+    return FlatRoot.from_network(network)
 
 
 def encode(root: PhysicsRoot, p: Float[Array, " P"]) -> Float[Array, " u"]:
@@ -317,9 +315,9 @@ def identified(root: PhysicsRoot, p) -> np.ndarray:
     row-major order (the msd trajectories depend on k/m and c/m, not on m, k and c apart),
     otherwise the unknowns."""
     p = np.asarray(p)
-    if root.route != "linear":
+    if not root.flow.identified_names:
         return p[:, list(root.index)]
-    return np.asarray(jax.vmap(root.compiled.matrix)(jnp.asarray(p))).reshape(len(p), -1)
+    return np.asarray(jax.vmap(root.flow.identified)(jnp.asarray(p))).reshape(len(p), -1)
 
 
 def parameter_report(model, system: System, data: dict, normaliser) -> dict:
@@ -344,11 +342,10 @@ def parameter_report(model, system: System, data: dict, normaliser) -> dict:
         true = dataset.params[:, list(root.index)]
         inferred = inferred_all[:, list(root.index)]
         extra = []
-        if root.route == "linear":
-            d = len(system.state)
+        if root.flow.identified_names:
             m_true = identified(root, dataset.params)
             varying = np.flatnonzero(np.ptp(m_true, axis=0) > 0)
-            extra = [f"M[{j // d},{j % d}]" for j in varying]
+            extra = [root.flow.identified_names[j] for j in varying]
             true = np.concatenate([true, m_true[:, varying]], axis=1)
             inferred = np.concatenate([inferred, identified(root, inferred_all)[:, varying]], axis=1)
         values[split] = (true, inferred)

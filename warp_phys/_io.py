@@ -1,5 +1,7 @@
-"""Crash-safe file writes: write to a temporary file beside the target, then rename."""
+"""Crash-safe file writes (a temporary file beside the target, flushed to disk, then
+renamed) and the checks on what is read back (checksums, one line naming a damaged file)."""
 
+import hashlib
 import json
 import os
 import tempfile
@@ -15,6 +17,8 @@ def atomic_write(path: Path, write: Callable[[BinaryIO], object]) -> None:
     try:
         with os.fdopen(fd, "wb") as f:
             write(f)
+            f.flush()
+            os.fsync(f.fileno())  # on disk before the rename makes it visible
         # mkstemp makes the file private (0600); give it the permissions open() would.
         os.chmod(tmp, 0o666 & ~_umask())
         os.replace(tmp, path)
@@ -37,3 +41,29 @@ def write_json(path: Path, data) -> None:
 def write_text(path: Path, text: str) -> None:
     """Write `text` (UTF-8), atomically."""
     atomic_write(path, lambda f: f.write(text.encode()))
+
+
+def sha256(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+def file_sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def read_json(path: Path, *, fix: str) -> dict:
+    """The JSON object in `path`; a file that does not parse (truncated, overwritten) is
+    a `WarpPhysError` naming it and `fix`, what to do about it."""
+    from ._errors import WarpPhysError
+
+    try:
+        data = json.loads(Path(path).read_bytes())
+    except (UnicodeDecodeError, ValueError) as e:
+        raise WarpPhysError(f"{path} is damaged (not valid JSON: {e}); {fix}") from None
+    if not isinstance(data, dict):
+        raise WarpPhysError(f"{path} is damaged (not a JSON object); {fix}")
+    return data

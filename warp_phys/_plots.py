@@ -14,7 +14,9 @@ from matplotlib.colors import LogNorm, Normalize  # noqa: E402
 from matplotlib.patches import Patch  # noqa: E402
 from matplotlib.ticker import MaxNLocator  # noqa: E402
 
-from ._evaluate import Normaliser, inference_mask, predict  # noqa: E402
+from ._evaluate import predict  # noqa: E402
+from ._normalise import Normaliser  # noqa: E402
+from ._tasks import Forecast  # noqa: E402
 
 
 def save_figure(fig, path: Path) -> Path:
@@ -113,7 +115,7 @@ def plot_forecasts(model, data: dict, normaliser: Normaliser, path: Path, *, cou
         dataset = data[split]
         x = normaliser(dataset.inputs[:count]).astype(np.float32)
         n, steps, _ = x.shape
-        mean = normaliser.inverse(predict(model, x, inference_mask("forecast", n, steps, dataset.context)))
+        mean = normaliser.inverse(predict(model, x, Forecast().inference_mask(n, steps, dataset.context)))
         t, c = dataset.t, dataset.context
         for j in range(count):
             for i in range(d):

@@ -38,7 +38,7 @@ def system_files() -> dict[str, Path]:
     return found
 
 
-_LOADED: dict[tuple[Path, float], System] = {}
+_LOADED: dict[tuple[Path, int, int], System] = {}
 
 
 def load_system(name_or_path: "str | Path | System") -> System:
@@ -74,7 +74,8 @@ def load_system(name_or_path: "str | Path | System") -> System:
 
 def _load_file(path: Path) -> System:
     path = path.resolve()
-    key = (path, path.stat().st_mtime)
+    stat = path.stat()
+    key = (path, stat.st_mtime_ns, stat.st_size)
     if key in _LOADED:
         return _LOADED[key]
     module_name = f"warp_phys_systems.{path.stem}_{abs(hash(path)):x}"

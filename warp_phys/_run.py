@@ -1,44 +1,39 @@
-"""Run directories: `runs/<system>/<model>/<timestamp>/`.
+"""Run directories: `runs/<system>/<model>/<timestamp>/`, saved and loaded.
 
     config.json     everything needed to re-run (the FitConfig and the data normaliser)
     env.json        package versions, devices, precision, seed
     metrics.jsonl   one line per epoch: train loss, learning rate, validation metrics
     metrics.json    final test metrics per split, from the best checkpoint
     model.eqx       the best model (on val): a JSON header line, then Equinox leaves
-    checkpoint.eqx  the latest model and optimiser state, for --resume
-    plots/          loss curves, forecasts against truth
+    checkpoint.eqx  the latest model and optimiser state, for resuming
+    plots/          loss curves, forecasts against truth (see `_report.py`)
 
 Every file is written to a temporary file and renamed, so a crash never leaves a
 half-written file behind.
 """
 
-import csv
 import datetime
-import io
 import json
 from pathlib import Path
 
 import equinox as eqx
+import jax
 import jax.random as jr
-import numpy as np
 
 from ._config import FitConfig
 from ._errors import WarpPhysError
-from ._io import atomic_write, write_json, write_text
-from ._evaluate import Normaliser, build_model, load_splits, metrics, task_kind
-from ._greybox import learned_law, parameter_report
-from ._plots import (
-    matrices_figure, pca_figure, plot_forecasts, plot_losses, plot_parameters, probe_figure,
-    save_figure, weights_figure,
-)
+from ._evaluate import metrics
+from ._generate import load_splits
+from ._io import atomic_write, write_json
+from ._normalise import Normaliser
 from ._registry import load_system
 
 
 MODEL_FORMAT = 1
-FIGURES = ("forecasts", "pca", "weights", "matrices")
 
 
 def new_run_dir(root: Path, system: str, model: str) -> Path:
+    """A new, empty run directory under `root/system/model/`, named for the time."""
     stamp = datetime.datetime.now().strftime("%Y%m%d-%H%M%S")
     path = root / system / model / stamp
     suffix = 1
@@ -67,184 +62,158 @@ def _load(path: Path, like):
         return eqx.tree_deserialise_leaves(f, like), header
 
 
-def save_model(path: Path, model, header: dict) -> None:
-    _save(path, header, model)
-
-
-def save_checkpoint(path: Path, model, opt_state, header: dict) -> None:
-    _save(path, header, (model, opt_state))
-
-
-def load_checkpoint(path: Path, model, opt_state):
-    (model, opt_state), header = _load(path, (model, opt_state))
-    return model, opt_state, header
+def read_history(path: Path, last_epoch: int) -> list[dict]:
+    """The metric records up to `last_epoch`; later ones (lost with the crash) are dropped
+    from the file too."""
+    records = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+    records = [r for r in records if r["epoch"] <= last_epoch]
+    path.write_text("".join(json.dumps(r) + "\n" for r in records))
+    return records
 
 
 class Run:
-    """A run directory, its configuration, best model and metrics."""
+    """A run directory: its configuration, normaliser, best model, checkpoint and metrics."""
 
-    def __init__(self, path: Path, config: FitConfig, normaliser):
-        self.path, self.config, self.normaliser = path, config, normaliser
+    def __init__(self, path: Path, config: FitConfig, normaliser: Normaliser):
+        self.path, self.config, self.normaliser = Path(path), config, normaliser
+
+    @classmethod
+    def create(cls, path: Path, config: FitConfig, normaliser: Normaliser,
+               environment: dict) -> "Run":
+        """Start the run directory `path` (empty): its `config.json`, `env.json`, `plots/`."""
+        write_json(path / "config.json", {**config.to_json(), "normaliser": normaliser.to_json()})
+        write_json(path / "env.json", environment)
+        (path / "plots").mkdir(exist_ok=True)
+        return cls(path, config, normaliser)
 
     @staticmethod
     def load_config(path: Path) -> FitConfig:
-        file = Path(path) / "config.json"
+        """The configuration recorded in run directory `path`."""
+        return FitConfig.from_json(Run._config_json(Path(path)))
+
+    @staticmethod
+    def _config_json(path: Path) -> dict:
+        file = path / "config.json"
         if not file.is_file():
             raise WarpPhysError(f"{path} is not a run directory (no config.json)")
-        data = json.loads(file.read_text())
-        data.pop("normaliser", None)
-        return FitConfig(**data)
+        return json.loads(file.read_text())
 
     @classmethod
     def open(cls, path) -> "Run":
         path = Path(path)
-        config = cls.load_config(path)
-        normaliser = Normaliser.from_json(json.loads((path / "config.json").read_text())["normaliser"])
-        return cls(path, config, normaliser)
+        data = cls._config_json(path)
+        return cls(path, FitConfig.from_json({k: v for k, v in data.items() if k != "normaliser"}),
+                   Normaliser.from_json(data["normaliser"]))
 
     @property
     def system(self):
         return load_system(self.config.system)
 
+    @property
+    def task(self):
+        return self.system.task
+
+    def _skeleton(self):
+        return self.config.model.build(self.system, self.normaliser, key=jr.PRNGKey(0))
+
     def load_model(self):
         """The best model (on the validation split)."""
-        skeleton = build_model(self.config, self.system, self.normaliser, key=jr.PRNGKey(0))
-        return _load(self.path / "model.eqx", skeleton)[0]
+        return _load(self.path / "model.eqx", self._skeleton())[0]
+
+    def best_epoch(self) -> int:
+        """The epoch of the best model."""
+        with open(self.path / "model.eqx", "rb") as f:
+            return json.loads(f.readline())["epoch"]
+
+    def save_model(self, model, header: dict) -> None:
+        _save(self.path / "model.eqx", header, model)
+
+    def save_checkpoint(self, model, opt_state, header: dict) -> None:
+        _save(self.path / "checkpoint.eqx", header, (model, opt_state))
+
+    def load_checkpoint(self, model, opt_state):
+        """The checkpointed model and optimiser state (shaped like the given ones) and the
+        checkpoint's header (epoch, best validation score, PRNG key)."""
+        (model, opt_state), header = _load(self.path / "checkpoint.eqx", (model, opt_state))
+        return model, opt_state, header
+
+    def log(self, record: dict) -> None:
+        """Append one epoch's record to `metrics.jsonl`."""
+        with open(self.path / "metrics.jsonl", "a") as f:
+            f.write(json.dumps(record) + "\n")
 
     @property
     def metrics(self) -> dict:
         return json.loads((self.path / "metrics.json").read_text())
 
+    def save_metrics(self, summary: dict) -> None:
+        write_json(self.path / "metrics.json", summary)
+
+    def data(self, splits) -> dict:
+        """The run's datasets of `splits` (from the cache)."""
+        return load_splits(self.system, self.config.data.sizes(), self.config.seed, splits)
+
     def evaluate(self, data=None, *, splits=None, model=None) -> dict:
         """Recompute test metrics of the best model on `splits` (default: every test split);
         only those splits are loaded."""
-        system = self.system
-        names = splits or [s for s in system.splits if s.startswith("test")]
-        data = data if data is not None else load_splits(system, self.config, names)
+        names = splits or [s for s in self.system.splits if s.startswith("test")]
+        data = data if data is not None else self.data(names)
         model = model if model is not None else self.load_model()
-        kind = task_kind(system)
-        return {s: metrics(model, data[s], self.normaliser, kind) for s in names}
-
-    def evaluate_and_save(self, data, *, history, note=None) -> dict:
-        model = self.load_model()
-        results = self.evaluate(data, model=model)
-        with open(self.path / "model.eqx", "rb") as f:
-            header = json.loads(f.readline())
-        summary = {"best_epoch": header["epoch"], "epochs_run": len(history),
-                   "seconds_per_epoch": float(np.median([h["seconds"] for h in history]))
-                   if history else None, "note": note, "splits": results}
-        plot_losses(history, self.path / "plots" / "losses.png")
-        if task_kind(self.system) == "forecast":
-            plot_forecasts(model, data, self.normaliser, self.path / "plots" / "forecasts.png",
-                           label=self.config.model)
-            if self.config.model == "warp-phys":
-                summary["parameters"] = self.export_parameters(model, data)
-        write_json(self.path / "metrics.json", summary)
-        return summary
-
-    def export_parameters(self, model, data) -> dict:
-        """What a WARP-Phys model inferred for each test trajectory, against the truth:
-        `parameters-<split>.csv`, `parameters.md` (MAE, median relative error, R^2),
-        `plots/parameters.png` and `law.md` (the learned law as SymPy expressions)."""
-        system = self.system
-        report = parameter_report(model, system, data, self.normaliser)
-        names = report["names"]
-        for split, (true, inferred) in report["values"].items():
-            text = io.StringIO()  # names such as M[1,0] hold commas: let csv quote them
-            writer = csv.writer(text, lineterminator="\n")
-            writer.writerow([f"true_{n}" for n in names] + [f"inferred_{n}" for n in names])
-            writer.writerows([[f"{v:.8g}" for v in row] for row in np.concatenate([true, inferred], 1)])
-            write_text(self.path / f"parameters-{split}.csv", text.getvalue())
-        lines = ["| split | parameter | MAE | median relative error | R^2 |", "|---|---|---|---|---|"]
-        for split, per in report["summary"].items():
-            for name, m in per.items():
-                r2 = "n/a" if m["r2"] is None else f"{m['r2']:.4f}"
-                lines.append(f"| {split} | {name} | {m['mae']:.4g} | {m['median_relative_error']:.3%} | {r2} |")
-        law = ["# Learned law", "",
-               "The declared law with the parameters the model inferred from each sequence's "
-               "context (first three `test-id` sequences), beside the true parameters.", ""]
-        for i, p in enumerate(report["parameters"]["test-id"][:3]):
-            law.append(f"## test-id sequence {i}")
-            law.append("true: " + ", ".join(f"{s.name} = {v:.4g}" for s, v in
-                                             zip(system.free_parameters, data["test-id"].params[i])))
-            law += ["", "```"] + [str(eq) for eq in learned_law(system, p)] + ["```", ""]
-        write_text(self.path / "parameters.md", "\n".join(lines) + "\n")
-        write_text(self.path / "law.md", "\n".join(law))
-        plot_parameters(report, self.path / "plots" / "parameters.png")
-        return report["summary"]
+        return {s: metrics(model, data[s], self.normaliser, self.task) for s in names}
 
 
-    def figures(self) -> tuple[str, ...]:
-        """The figures `plot` can draw for this run: forecasts for forecasting tasks, the
-        weight-space figures for WARP models."""
-        kinds = ["forecasts"] if task_kind(self.system) == "forecast" else []
-        if self.config.model in ("warp", "warp-phys"):
-            kinds += ["pca", "weights", "matrices"]
-        return tuple(kinds)
+def environment(config: FitConfig, model) -> dict:
+    """What `env.json` records: versions, platform, devices, precision, seed, and which
+    computation a training step takes."""
+    import importlib.metadata
+    import platform
 
-    def plot(self, what=FIGURES, *, count: int = 256, max_steps: int = 128) -> list[Path]:
-        """Draw `what` (any of `FIGURES`) into `plots/` from the best model and return the
-        files written. The weight-space figures (see `warp_phys.analysis`) fit the PCA on
-        the first `count` training sequences and show the test splits, keeping at most
-        `max_steps` steps per sequence; their numbers go to `analysis.json`."""
-        from . import analysis
+    versions = {}
+    for package in ("warp-phys", "jax", "jaxlib", "equinox", "diffrax", "optax", "numpy", "sympy"):
+        try:
+            versions[package] = importlib.metadata.version(package)
+        except importlib.metadata.PackageNotFoundError:
+            versions[package] = None
+    precision = getattr(config.model, "precision", "float32")
+    return {
+        "python": platform.python_version(),
+        "platform": platform.platform(),
+        "packages": versions,
+        "devices": [str(d) for d in jax.devices()],
+        "backend": jax.default_backend(),
+        "precision": (f"float32 parameters and activations; WARP's products with A at "
+                      f"{precision}; data generated in float64"),
+        "seed": config.seed,
+        "path": _path(config, model),
+    }
 
-        unknown = [w for w in what if w not in FIGURES]
-        if unknown:
-            raise WarpPhysError(f"unknown figure {unknown[0]!r}; choose from {', '.join(FIGURES)} or all")
-        missing = [w for w in what if w not in self.figures()]
-        if missing:
-            why = ("forecasts are drawn for forecasting tasks only" if missing[0] == "forecasts"
-                   else f"weight-space figures need a WARP model; this run trained {self.config.model}")
-            raise WarpPhysError(f"cannot draw {missing[0]} for {self.path}: {why}")
-        system, model, folder = self.system, self.load_model(), self.path / "plots"
-        ood = "test-ood" if "test-ood" in system.splits else "test-paper"
-        names = (["train"] if set(what) - {"forecasts", "matrices"} else []) + ["test-id", ood]
-        data = load_splits(system, self.config, names)
-        written = []
-        if "forecasts" in what:
-            written.append(plot_forecasts(model, data, self.normaliser, folder / "forecasts.png",
-                                          label=self.config.model))
-        if "matrices" in what:
-            matrices = analysis.transition_matrices(model)
-            written.append(save_figure(matrices_figure(matrices), folder / "matrices.png"))
-        if not set(what) & {"pca", "weights"}:
-            return written
-        stride = max(1, system.steps // max_steps)
-        trajectories = {split: analysis.weight_trajectories(model, data[split], self.normaliser,
-                                                            stride=stride, count=count)
-                        for split in names}
-        pca = analysis.PCA.fit(trajectories["train"].theta)
-        tests = {s: t for s, t in trajectories.items() if s != "train"}
-        probe = analysis.probe(pca, trajectories["train"], tests)
-        correlation = analysis.tau_correlation(tests["test-id"])
-        if "pca" in what:
-            written.append(save_figure(pca_figure(pca, trajectories), folder / "pca.png"))
-            written.append(save_figure(probe_figure(probe), folder / "probe.png"))
-        if "weights" in what:
-            written.append(save_figure(weights_figure(tests["test-id"], correlation),
-                                       folder / "weights.png"))
-        write_json(self.path / "analysis.json", {
-            "pca_explained_variance_ratio": pca.explained_variance_ratio.tolist(),
-            "probe": {"step": probe["step"], "components": probe["components"],
-                      "r2": {split: dict(zip(probe["names"], r2.T.tolist()))
-                             for split, r2 in probe["r2"].items()}},
-            "tau_correlation": {"median_abs": float(np.median(np.abs(correlation))),
-                                "fraction_abs_above_0.9": float(np.mean(np.abs(correlation) > 0.9))},
-        })
-        return written
+
+def _path(config: FitConfig, model) -> str:
+    """Which computation a training step takes, in words."""
+    if getattr(config.model, "mode", "recurrent") == "recurrent":
+        return "recurrent: one (batch x D) @ (D x D) product per step"
+    if model.shares_theta0:
+        return ("convolutional, shared theta_0: the kernel A^j B and A^k theta_0 in one chain "
+                "of T matrix-vector products, the inputs by a causal convolution (blocked "
+                "matrix products)")
+    return ("convolutional, per-sequence theta_0 (hypernetwork): the inputs by a causal "
+            "convolution (blocked matrix products), A^k theta_0 by the batched recurrence")
 
 
 def format_table(metrics: dict) -> str:
-    """The test metrics as an aligned text table."""
+    """The test metrics as an aligned text table: the forecast window's MSE and MAE, how
+    many times better than the naive forecast (repeat the last context value), and the
+    MSE over the whole sequence, context included."""
     rows = []
     for split, m in metrics.items():
         if "accuracy" in m:
-            rows.append(f"{split:>10}  accuracy {m['accuracy']:.4f}  cross-entropy {m['cross_entropy']:.4g}  (n={m['n']})")
-        else:
-            diverged = (f"; {m['diverged']} rollouts DIVERGED and are excluded"
-                        if m["diverged"] else "")
-            rows.append(f"{split:>10}  MSE {m['mse']:.4g}  MAE {m['mae']:.4g}  "
-                        f"naive MSE {m['naive_mse']:.4g}  whole-sequence MSE {m['mse_whole']:.4g}  "
-                        f"(n={m['n']}{diverged})")
+            rows.append(f"{split:>10}  accuracy {m['accuracy']:.4f}  cross-entropy "
+                        f"{m['cross_entropy']:.4g}  (n={m['n']})")
+            continue
+        diverged = (f"; {m['diverged']} rollouts DIVERGED and are excluded"
+                    if m["diverged"] else "")
+        ratio = m["naive_mse"] / m["mse"] if m["mse"] > 0 else float("inf")
+        rows.append(f"{split:>10}  MSE {m['mse']:.4g}  MAE {m['mae']:.4g}  "
+                    f"naive MSE {m['naive_mse']:.4g} ({ratio:.3g}x the model's)  "
+                    f"whole-sequence MSE incl. context {m['mse_whole']:.4g}  (n={m['n']}{diverged})")
     return "\n".join(rows)

@@ -17,20 +17,26 @@ from pathlib import Path
 
 import numpy as np
 
-from ._config import FitConfig, make_config
-from ._errors import WarpPhysError
 from ._baselines import param_count
-from ._evaluate import load_splits, task_kind, trajectory_errors
+from ._config import FitConfig, known_options
+from ._presets import make_config
+from ._models import model_class
+from ._options import ConfigError
+from ._optimiser import optimiser_class
+from ._errors import WarpPhysError
+from ._evaluate import trajectory_errors
 from ._io import write_text
+from ._options import flag
 from ._registry import load_system
 from ._run import Run
 from ._system import System
+from ._tasks import Forecast
 from ._train import fit, fit_ensemble
 
 
 def find_run(runs_dir: Path, config: FitConfig) -> Run | None:
     """The latest finished run in `runs_dir` trained with exactly `config`, if any."""
-    folder = Path(runs_dir) / load_system(config.system).name / config.model
+    folder = Path(runs_dir) / load_system(config.system).name / config.model.name
     wanted = config.to_json()
     for path in sorted(folder.glob("*/"), reverse=True):
         try:  # through FitConfig, so options added since the run was made take their defaults
@@ -62,21 +68,23 @@ def study(system: str, models: list[str], seeds: int, preset: str = "quick", *,
     **Arguments:**
 
     - `system`: a system name or path.
-    - `models`: model names (see `warp-phys fit --model`).
+    - `models`: model names (see `warp_phys.MODELS`).
     - `seeds`: how many seeds per model.
     - `preset`: the preset every run starts from.
     - `runs_dir`: where the runs and the study folder go.
     - `ensemble`: train a model's missing seeds together (`warp_phys.fit_ensemble`).
-    - `overrides`: `FitConfig` fields applied to every run (e.g. `epochs=5`).
+    - `overrides`: options by flat name applied to every run (e.g. `epochs=5`), as in
+      `warp_phys.make_config`; each must apply to every model studied.
 
     **Returns:** the study folder.
     """
     if seeds < 1:
-        raise WarpPhysError(f"--seeds must be a positive integer, got {seeds}")
+        raise WarpPhysError(f"seeds must be a positive integer, got {seeds}")
     runs_dir = Path(runs_dir)
     loaded = load_system(system)
-    kind = task_kind(loaded)
-    configs = {m: [make_config(system, preset, model=m, seed=s, **overrides) for s in range(seeds)]
+    applying = _applying({k: v for k, v in overrides.items() if v is not None}, models)
+    configs = {m: [make_config(system, preset, model=m, seed=s, **applying[m])
+                   for s in range(seeds)]
                for m in models}  # every configuration is checked before anything trains
     runs: dict[str, list[Run]] = {}
     for model, model_configs in configs.items():
@@ -93,15 +101,34 @@ def study(system: str, models: list[str], seeds: int, preset: str = "quick", *,
     folder = runs_dir / loaded.name / f"study-{preset}"
     folder.mkdir(parents=True, exist_ok=True)
     command = (f"warp-phys study {system} --models {','.join(models)} --seeds {seeds} "
-               f"--preset {preset}" + "".join(f" --{k.replace('_', '-')} {v}"
-                                             for k, v in overrides.items() if v is not None)
+               f"--preset {preset}" + "".join(_words(k, v) for k, v in overrides.items())
                + (" --ensemble" if ensemble else "")
                + ("" if runs_dir == Path("runs") else f" --out {runs_dir}"))
     write_text(folder / "study.csv", _csv(rows))
-    write_text(folder / "study.md", _markdown(rows, loaded, kind, seeds, command, runs))
-    if kind == "forecast":
+    write_text(folder / "study.md", _markdown(rows, loaded, seeds, command, runs))
+    if isinstance(loaded.task, Forecast):
         _plot_distance(runs, loaded, folder / "distance.png")
     return folder
+
+
+def _applying(overrides: dict, models: list[str]) -> dict[str, dict]:
+    """For each model, the overrides that apply to it (a study's `width` is WARP's, its
+    `hidden` the baselines'); one that applies to none of the models is an error."""
+    optimiser = optimiser_class(overrides.get("optimiser") or "adabelief")
+    known = {m: known_options(model_class(m), optimiser) for m in models}
+    for name in overrides:
+        if not any(name in k for k in known.values()):
+            raise ConfigError("study", name, f"applies to none of the models {', '.join(models)}")
+    return {m: {k: v for k, v in overrides.items() if k in known[m]} for m in models}
+
+
+def _words(name: str, value) -> str:
+    """An option as command-line words (nothing for None: the preset's value)."""
+    if value is None:
+        return ""
+    if isinstance(value, bool):
+        return f" {flag(name) if value else '--no-' + flag(name)[2:]}"
+    return f" {flag(name)} {value}"
 
 
 def _row(model: str, runs: list[Run]) -> dict:
@@ -130,9 +157,9 @@ def _csv(rows: list[dict]) -> str:
     return buffer.getvalue()
 
 
-def _markdown(rows, system, kind, seeds, command, runs) -> str:
+def _markdown(rows, system, seeds, command, runs) -> str:
     splits = [s for s in system.splits if s.startswith("test")]
-    metrics = ["accuracy"] if kind == "classify" else ["mse", "mae"]
+    metrics = ["accuracy"] if system.task.metric == "accuracy" else ["mse", "mae"]
     header = ["model", "params", "s/epoch"] + [f"{s} {m.upper() if m != 'accuracy' else m}"
                                                for s in splits for m in metrics]
     lines = [f"# Study: {system.name}", "",
@@ -158,11 +185,11 @@ def _plot_distance(runs: dict[str, list[Run]], system: System, path: Path) -> Pa
     from ._plots import plot_distance
 
     split = "test-paper"
-    data = load_splits(system, runs[next(iter(runs))][0].config, [split])[split]
+    data = runs[next(iter(runs))][0].data([split])[split]
     distance = box_distance(system, data.params)
     errors = {}
     for model, model_runs in runs.items():
         run = model_runs[0]
-        errors[model] = trajectory_errors(run.load_model(), data, run.normaliser)
+        errors[model] = trajectory_errors(run.load_model(), data, run.normaliser, system.task)
     return plot_distance(distance, errors, path, title=f"{system.name}: {split}")
 

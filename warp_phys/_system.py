@@ -18,7 +18,7 @@ import sympy as sp
 
 from ._distributions import AbstractDistribution, Choice
 from ._errors import WarpPhysError
-from ._tasks import AbstractTask, Forecast
+from ._tasks import AbstractTask, Classify, Forecast
 
 
 SPLITS = ("train", "val", "test-id", "test-ood", "test-paper")
@@ -26,7 +26,7 @@ SPLITS = ("train", "val", "test-id", "test-ood", "test-paper")
 box; `test-ood` from the OoD box but outside the train box in at least one quantity;
 `test-paper` from the whole OoD box (the paper's protocol, a mix of ID and OoD)."""
 
-DEFAULT_SIZES = {"train": 1024, "val": 256, "test": 256}
+DEFAULT_SIZES = {"train": 1024, "val": 256, "test": 512}
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
 
 
@@ -88,6 +88,10 @@ class System:
       (the test size applies to each test split).
     - `time`: the time symbol used in the expressions (default `t`).
     - `description`, `units`: free text, shown by `warp-phys systems`.
+    - `presets`: training presets of this system, `{preset: {selector: {option: value}}}`
+      with `"*"` (every model) or a model config class (`wp.WARPPhysConfig`) as the
+      selector and option names as in `warp_phys.make_config`; layered over warp-phys's
+      general presets (see `warp_phys.resolve_preset`). They do not enter `hash`.
 
     **Example:**
 
@@ -120,16 +124,34 @@ class System:
     time: sp.Symbol = sp.Symbol("t")
     description: str = ""
     units: Mapping[sp.Symbol, str] = dataclasses.field(default_factory=dict)
+    presets: Mapping[str, Mapping] = dataclasses.field(default_factory=dict)
 
     def __post_init__(self):
-        set_ = functools.partial(object.__setattr__, self)
         if not isinstance(self.name, str) or not _NAME.match(self.name):
             raise WarpPhysError(
                 f"name must be letters, digits, '-', '_' or '.', got {self.name!r}"
             )
+        set_ = functools.partial(object.__setattr__, self)
         where = f"system {self.name!r}"
+        set_("state", self._checked_state(where))
+        set_("parameters", self._checked_parameters(where))
+        self._check_names(where)
+        if self.solution is not None:
+            set_("solution", self._checked_solution(where))
+        set_("equations", self._checked_equations(where))
+        set_("initial_state", self._checked_initial_state(where))
+        set_("t_span", self._checked_grid(where))
+        set_("task", self._checked_task(where))
+        set_("sizes", self._checked_sizes(where))
+        set_("units", {getattr(k, "name", str(k)): str(v) for k, v in dict(self.units).items()})
+        if not isinstance(self.presets, Mapping) or not all(
+                isinstance(v, Mapping) for v in self.presets.values()):
+            raise WarpPhysError(
+                f"{where}: presets must be a dict {{preset name: {{'*' or a model config "
+                "class: {option: value}}}}}, e.g. {'quick': {'*': dict(lr=1e-3)}}"
+            )
 
-        # State.
+    def _checked_state(self, where):
         state = tuple(self.state) if isinstance(self.state, Sequence) else None
         if not state or not all(isinstance(s, sp.Symbol) for s in state):
             raise WarpPhysError(
@@ -139,9 +161,9 @@ class System:
             raise WarpPhysError(f"{where}: state symbols must have distinct names: {state}")
         if not isinstance(self.time, sp.Symbol):
             raise WarpPhysError(f"{where}: time must be a SymPy symbol, got {self.time!r}")
-        set_("state", state)
+        return state
 
-        # Parameters: fixed numbers or distributions.
+    def _checked_parameters(self, where):
         if not isinstance(self.parameters, Mapping):
             raise WarpPhysError(
                 f"{where}: parameters must be a dict {{symbol: value or distribution}}"
@@ -163,7 +185,10 @@ class System:
                     "wp.Uniform(train=(low, high))"
                 )
             parameters[symbol] = value
-        set_("parameters", parameters)
+        return parameters
+
+    def _check_names(self, where):
+        state, parameters = self.state, self.parameters
         names = [s.name for s in state] + [s.name for s in parameters]
         if len(set(names)) != len(names):
             raise WarpPhysError(
@@ -175,26 +200,28 @@ class System:
                 f"{where}: {self.time.name!r} is the time symbol and cannot be a state or "
                 "a parameter; rename it or pass time=<another symbol>"
             )
-        known = {*state, *parameters, self.time}
 
-        # Closed form and/or equations.
-        if self.solution is not None:
-            solution = self.solution
-            if not isinstance(solution, Sequence) or isinstance(solution, str):
-                solution = [solution]
-            solution = tuple(
-                _sympify(s, f"{where}: solution {i}") for i, s in enumerate(solution)
+    def _checked_solution(self, where):
+        state, parameters = self.state, self.parameters
+        solution = self.solution
+        if not isinstance(solution, Sequence) or isinstance(solution, str):
+            solution = [solution]
+        solution = tuple(
+            _sympify(s, f"{where}: solution {i}") for i, s in enumerate(solution)
+        )
+        if len(solution) != len(state):
+            raise WarpPhysError(
+                f"{where}: {len(solution)} solution expression(s) for "
+                f"{len(state)} state variable(s); give one per state"
             )
-            if len(solution) != len(state):
-                raise WarpPhysError(
-                    f"{where}: {len(solution)} solution expression(s) for "
-                    f"{len(state)} state variable(s); give one per state"
-                )
-            for i, expr in enumerate(solution):
-                self._check_symbols(
-                    expr, {*parameters, self.time}, f"solution for {state[i].name}"
-                )
-            set_("solution", solution)
+        for i, expr in enumerate(solution):
+            self._check_symbols(
+                expr, {*parameters, self.time}, f"solution for {state[i].name}"
+            )
+        return solution
+
+    def _checked_equations(self, where):
+        state, known = self.state, {*self.state, *self.parameters, self.time}
         if self.equations is None:
             if self.solution is None:
                 raise WarpPhysError(
@@ -214,9 +241,11 @@ class System:
                 )
             for s, expr in zip(state, equations):
                 self._check_symbols(expr, known, f"equation for d{s.name}/dt")
-            set_("equations", equations)
+            return equations
+        return None
 
-        # Initial state.
+    def _checked_initial_state(self, where):
+        state, parameters = self.state, self.parameters
         if not isinstance(self.initial_state, Mapping):
             raise WarpPhysError(f"{where}: initial_state must be a dict {{state: value}}")
         initial = {}
@@ -250,9 +279,9 @@ class System:
                     value = _sympify(value, what)
                     self._check_symbols(value, set(parameters), f"initial state of {s.name}")
                 initial[s] = value
-        set_("initial_state", initial)
+        return initial
 
-        # Time grid and context.
+    def _checked_grid(self, where):
         try:
             t0, t1 = (float(v) for v in self.t_span)
         except (TypeError, ValueError):
@@ -263,7 +292,6 @@ class System:
             raise WarpPhysError(
                 f"{where}: t_span must be finite with end > start, got {self.t_span!r}"
             )
-        set_("t_span", (t0, t1))
         if not isinstance(self.steps, int) or isinstance(self.steps, bool) or self.steps < 2:
             raise WarpPhysError(
                 f"{where}: steps must be an integer >= 2, got {self.steps!r}"
@@ -273,10 +301,11 @@ class System:
                 f"{where}: context must be an integer with 1 <= context < steps "
                 f"({self.steps}), got {self.context!r}"
             )
+        return t0, t1
 
-        # Label, task, sizes.
+    def _checked_task(self, where):
         if self.label is not None:
-            if not isinstance(parameters.get(self.label), Choice):
+            if not isinstance(self.parameters.get(self.label), Choice):
                 raise WarpPhysError(
                     f"{where}: label must be a parameter with a wp.Choice distribution, "
                     f"got {self.label!r}"
@@ -285,7 +314,18 @@ class System:
             raise WarpPhysError(
                 f"{where}: task must be wp.Forecast() or wp.RepeatCopy(...), got {self.task!r}"
             )
-        self.task.check(self.steps)
+        task = self.task
+        if self.label is not None and not isinstance(task, (Forecast, Classify)):
+            raise WarpPhysError(f"{where}: a label makes a classification task; drop label= "
+                                f"or task={task!r}")
+        if self.label is not None:
+            task = Classify()
+        elif isinstance(task, Classify):
+            raise WarpPhysError(f"{where}: wp.Classify() needs label=<a wp.Choice parameter>")
+        task.check(self.steps)
+        return task
+
+    def _checked_sizes(self, where):
         sizes = dict(DEFAULT_SIZES)
         for key, value in dict(self.sizes).items():
             if key not in DEFAULT_SIZES:
@@ -295,8 +335,7 @@ class System:
             if not isinstance(value, int) or value < 1:
                 raise WarpPhysError(f"{where}: sizes[{key!r}] must be a positive integer")
             sizes[key] = value
-        set_("sizes", sizes)
-        set_("units", {getattr(k, "name", str(k)): str(v) for k, v in dict(self.units).items()})
+        return sizes
 
     def _check_symbols(self, expr: sp.Expr, allowed: set, what: str) -> None:
         allowed_names = {s.name: s for s in allowed}
@@ -333,6 +372,13 @@ class System:
     def random_initial_state(self) -> tuple[sp.Symbol, ...]:
         """The state variables whose initial value is drawn per trajectory."""
         return tuple(s for s, v in self.initial_state.items() if isinstance(v, AbstractDistribution))
+
+    @property
+    def fixed_initial_state(self) -> bool:
+        """Whether every trajectory starts from the same state (numbers only, no closed
+        form, no distribution, no expression of the parameters)."""
+        return self.solution is None and all(
+            isinstance(v, (int, float)) for v in self.initial_state.values())
 
     @property
     def draws(self) -> tuple[tuple[str, AbstractDistribution], ...]:

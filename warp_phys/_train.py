@@ -1,13 +1,13 @@
-"""Training: losses, the optimiser, one jitted step, validation, checkpoints, early stop.
+"""Training: one jitted step, validation, checkpoints, early stop, for one model or several.
 
 `fit(config)` trains a model on a system's `train` split, selects the best checkpoint on
 `val` (never a test split), and writes everything to a run directory (see `_run.py`).
 `fit_ensemble(configs)` trains several seeds of one configuration through one vmapped
-step, each member keeping its own run directory and bookkeeping.
+step. There is one path: a single model trains as an ensemble of one, its arrays carrying
+a leading member axis of size 1.
 """
 
 import dataclasses
-import json
 import math
 import time
 from collections.abc import Callable
@@ -18,83 +18,38 @@ import jax
 import jax.numpy as jnp
 import jax.random as jr
 import numpy as np
-import optax
 from tqdm.auto import tqdm
 
 from ._config import FitConfig
 from ._errors import WarpPhysError
-from ._evaluate import Normaliser, build_model, load_splits, metrics, task_kind
+from ._evaluate import metrics
+from ._generate import load_splits
+from ._normalise import Normaliser
+from ._optimiser import lr_scale
 from ._registry import load_system
-from ._io import write_json
-from ._run import Run, load_checkpoint, new_run_dir, save_checkpoint, save_model
-from ._warp import WARP
+from ._report import finish
+from ._run import Run, environment, new_run_dir, read_history
+from ._system import System
 
 
-# ------------------------------------------------------------------------------ losses
+# ------------------------------------------------------------------------------ the step
 
 
-def forced_mask(key, batch: int, steps: int, context: int, probability) -> jax.Array:
-    """1 where a step reads the truth: every step of the context, and each later step with
-    `probability` (teacher forcing)."""
-    k = jnp.arange(steps)
-    draw = jr.uniform(key, (batch, steps)) < probability
-    return ((k < context) | draw).astype(jnp.float32)
+def loss_fn(model, x, targets, labels, forced, *, config: FitConfig, task):
+    """The task's loss of the model's outputs on one batch."""
+    mean, sigma = config.model.forward(model, x, forced)
+    return task.loss(mean, sigma, targets, labels)
 
 
-def loss_fn(model: WARP, x, targets, labels, forced, *, kind: str, loss: str, fast_vjp: bool,
-            mode: str = "recurrent"):
-    if mode == "convolutional":  # every input is read from the data: `forced` is all ones
-        mean, sigma = model.convolve(x, fast_vjp=fast_vjp)
-    else:
-        mean, sigma = model.unroll(x, forced, fast_vjp=fast_vjp)
-    if kind == "classify":
-        return optax.softmax_cross_entropy_with_integer_labels(mean[:, -1], labels).mean()
-    prediction, target = mean[:, :-1], targets[:, 1:]
-    if loss == "nll":
-        sigma = sigma[:, :-1]
-        return jnp.mean(jnp.log(sigma) + 0.5 * ((target - prediction) / sigma) ** 2) + 0.5 * math.log(2 * math.pi)
-    return jnp.mean((prediction - target) ** 2)
-
-
-# ------------------------------------------------------------------------------ optimiser
-
-
-def make_optimiser(config: FitConfig) -> optax.GradientTransformationExtraArgs:
-    clip = {
-        "global-norm": optax.clip_by_global_norm(config.grad_clip_value),
-        "elementwise": optax.clip(config.grad_clip_value),
-        "none": optax.identity(),
-    }[config.grad_clip]
-    def only_A(params):
-        nothing = jax.tree_util.tree_map(lambda _: False, params)
-        return eqx.tree_at(lambda m: m.A, nothing, True) if isinstance(params, WARP) else nothing
-
-    return optax.chain(
-        clip,
-        getattr(optax, config.optimiser)(learning_rate=config.lr),
-        # Adaptive optimisers move every entry of A by about lr per step, so A's spectral
-        # change grows like lr * sqrt(D): a separate scale keeps the recurrence stable.
-        optax.masked(optax.scale(config.a_lr_scale), only_A),
-        optax.contrib.reduce_on_plateau(
-            factor=config.plateau_factor,
-            patience=config.plateau_patience,
-            accumulation_size=config.plateau_accumulation,
-            min_scale=config.plateau_min_scale,
-        ),
-    )
-
-
-def make_step(optimiser, *, kind: str, loss: str, steps: int, context: int,
-              fast_vjp: bool = True, mode: str = "recurrent") -> Callable:
-    """The training step `fit` jits (donating every argument), as a function
+def make_step(optimiser, config: FitConfig, task, *, steps: int, context: int) -> Callable:
+    """The training step of one member, as a function
     `(model, opt_state, x, targets, labels, key, probability) -> (model, opt_state, loss)`:
-    one optimiser update on one batch, with each step after the context forced with
-    `probability` (every step, for tasks that only read the data)."""
+    one optimiser update on one batch, each step after the context reading the truth with
+    `probability` where the task feeds back forecasts."""
     def step(model, opt_state, x, targets, labels, key, probability):
-        forced = forced_mask(key, x.shape[0], steps, context, probability)
-        forced = forced if kind == "forecast" else jnp.ones_like(forced)
+        forced = task.forced(key, x.shape[0], steps, context, probability)
         value, grads = eqx.filter_value_and_grad(loss_fn)(
-            model, x, targets, labels, forced, kind=kind, loss=loss, fast_vjp=fast_vjp, mode=mode)
+            model, x, targets, labels, forced, config=config, task=task)
         params = eqx.filter(model, eqx.is_inexact_array)
         updates, opt_state = optimiser.update(grads, opt_state, params, value=value)
         return eqx.apply_updates(model, updates), opt_state, value
@@ -102,30 +57,26 @@ def make_step(optimiser, *, kind: str, loss: str, steps: int, context: int,
     return step
 
 
-def lr_scale(opt_state) -> float:
-    return float(optax.tree_utils.tree_get(opt_state, "scale"))
-
-
 # ------------------------------------------------------------------------------ devices
 
 
 def data_parallel(devices: int, batch: int):
-    """Shardings for data-parallel training over the first `devices` devices: the model
-    and optimiser state replicated, each minibatch split along its first axis. The same
-    code serves one CPU, several GPUs, and several hosts (after `jax.distributed.initialize()`,
-    `jax.devices()` lists every host's devices)."""
+    """Shardings for data-parallel training over the first `devices` devices: the models
+    and optimiser states replicated, each minibatch (member, batch, ...) split along its
+    batch axis. The same code serves one CPU, several GPUs, and several hosts (after
+    `jax.distributed.initialize()`, `jax.devices()` lists every host's devices)."""
     available = jax.devices()
     if devices > len(available):
         raise WarpPhysError(
-            f"--devices {devices}: only {len(available)} {available[0].platform} device(s) are "
+            f"devices={devices}: only {len(available)} {available[0].platform} device(s) are "
             "visible here; on a CPU, XLA_FLAGS=--xla_force_host_platform_device_count=N splits it")
     if batch % devices:
-        raise WarpPhysError(f"--batch-size {batch} does not split evenly over --devices {devices}; "
+        raise WarpPhysError(f"batch_size={batch} does not split evenly over devices={devices}; "
                             f"use a multiple of {devices}")
     mesh = jax.sharding.Mesh(np.asarray(available[:devices]), ("batch",))
     P = jax.sharding.PartitionSpec
     return (jax.sharding.NamedSharding(mesh, P()),
-            jax.sharding.NamedSharding(mesh, P("batch")))
+            jax.sharding.NamedSharding(mesh, P(None, "batch")))
 
 
 def shard(array: np.ndarray, sharding) -> jax.Array:
@@ -137,24 +88,47 @@ def shard(array: np.ndarray, sharding) -> jax.Array:
 # ------------------------------------------------------------------------------ fit
 
 
-def fit(config: FitConfig, *, runs_dir: str | Path = "runs", resume: str | Path | None = None,
-        progress: bool = True) -> Run:
-    """Train a model as `config` says and return its `Run` (directory, metrics, model).
+def fit(config: FitConfig | str | System = "msd", *, runs_dir: str | Path = "runs",
+        resume: str | Path | None = None, progress: bool = True, **parts) -> Run:
+    """Train a model and return its `Run` (directory, metrics, model).
 
     **Arguments:**
 
-    - `config`: a `FitConfig` (see `warp_phys.make_config` for presets); ignored with
-      `resume`, which continues with the run's own `config.json`.
+    - `config`: a `FitConfig` (see `warp_phys.make_config` for presets), or a system
+      (name, path or `System`) with the configuration's parts as keywords: `model=`,
+      `optimiser=`, `training=`, `data=`, `seed=`. Ignored with `resume`, which continues
+      with the run's own `config.json`.
     - `runs_dir`: where to create `<system>/<model>/<timestamp>/`.
     - `resume`: an existing run directory to continue from its last checkpoint.
-    - `progress`: show a progress bar.
+    - `progress`: show progress bars.
 
     **Returns:** the finished `warp_phys.Run`.
+
+    **Example:**
+
+    ```python
+    run = wp.fit("msd", model=wp.WARPConfig(width=16), optimiser=wp.AdaBelief(1e-3),
+                 training=wp.Training(epochs=40))
+    ```
     """
     if resume is not None:
         config = Run.load_config(Path(resume))
+    elif not isinstance(config, FitConfig):
+        config = FitConfig(system=_system_name(config), **parts)
+    elif parts:
+        raise WarpPhysError(f"fit got a FitConfig and parts {sorted(parts)}: change the "
+                            "config instead, e.g. config.replace(lr=3e-4)")
     [run] = _train([config], runs_dir=runs_dir, resume=resume, progress=progress)
     return run
+
+
+def _system_name(system) -> str:
+    if not isinstance(system, System):
+        return str(system)
+    if load_system(system.name).hash != system.hash:
+        raise WarpPhysError(f"system {system.name!r} is not the one its name loads; pass the "
+                            "path of its file so that the run can be re-made")
+    return system.name
 
 
 def fit_ensemble(configs: list[FitConfig], *, runs_dir: str | Path = "runs",
@@ -183,9 +157,6 @@ def fit_ensemble(configs: list[FitConfig], *, runs_dir: str | Path = "runs",
                                 "configurations differ in more than their seed")
     if len({c.seed for c in configs}) != len(configs):
         raise WarpPhysError("an ensemble needs distinct seeds")
-    if configs[0].devices > 1:
-        raise WarpPhysError("an ensemble trains on one device; drop --devices or train the "
-                            "seeds one by one")
     return _train(configs, runs_dir=runs_dir, resume=None, progress=progress)
 
 
@@ -200,7 +171,7 @@ class _Member:
     targets: np.ndarray
     labels: np.ndarray
     train_key: jax.Array
-    run_dir: Path | None = None
+    run: Run | None = None
     history: list = dataclasses.field(default_factory=list)
     best: float = math.inf
     waited: int = 0
@@ -209,27 +180,27 @@ class _Member:
     done: bool = False
 
 
-def _prepare(config: FitConfig, system, kind: str, resume, progress: bool):
+def _prepare(config: FitConfig, system: System, resume, progress: bool):
     """A member's data and normaliser, its freshly initialised model, and the member."""
-    data = load_splits(system, config, progress=progress)
+    data = load_splits(system, config.data.sizes(), config.seed, progress=progress)
     train = data["train"]
     # A resumed run keeps the normaliser it was trained with.
-    normaliser = (Normaliser.fit(config.normalise, train) if resume is None
+    normaliser = (Normaliser.fit(config.data.normalise, train) if resume is None
                   else Run.open(resume).normaliser)
     model_key, train_key = jr.split(jr.PRNGKey(config.seed))
-    model = build_model(config, system, normaliser, key=model_key)
+    model = config.model.build(system, normaliser, key=model_key)
     member = _Member(
         config=config, data=data, normaliser=normaliser,
         x=normaliser(train.inputs).astype(np.float32),
         targets=normaliser(train.targets).astype(np.float32),
-        labels=train.labels if kind == "classify" else np.zeros(len(train), np.int64),
+        labels=train.labels if train.labels.size else np.zeros(len(train), np.int64),
         train_key=train_key,
     )
     return model, member
 
 
 def _stack(trees):
-    """One pytree whose array leaves gain a leading axis over `trees`."""
+    """One pytree whose array leaves gain a leading member axis over `trees`."""
     arrays = [eqx.filter(t, eqx.is_array) for t in trees]
     static = eqx.filter(trees[0], eqx.is_array, inverse=True)
     return eqx.combine(jax.tree.map(lambda *xs: jnp.stack(xs), *arrays), static)
@@ -244,238 +215,216 @@ def _stackable(trees) -> bool:
                for t in trees[1:])
 
 
-def _member(tree, i: int | None):
-    """Member `i` of a stacked pytree (`None`: the pytree is one member's already)."""
-    if i is None:
-        return tree
+def _member(tree, i: int):
+    """Member `i` of a stacked pytree."""
     return jax.tree.map(lambda a: a[i] if eqx.is_array(a) else a, tree)
 
 
-def _train(configs: list[FitConfig], *, runs_dir, resume, progress: bool) -> list[Run]:
-    config = configs[0]
-    system = load_system(config.system)
-    kind = task_kind(system)
-    if kind == "copy" and config.forcing < 1.0:
-        raise WarpPhysError(
-            f"system {system.name!r} reads inputs that differ from its targets, so it cannot "
-            "feed back its own forecasts; use --forcing 1"
-        )
-    loss_name = config.loss if config.loss != "auto" else (
-        "ce" if kind == "classify" else "nll" if config.uncertainty else "mse")
-    if loss_name == "nll" and not config.uncertainty:
-        raise WarpPhysError("--loss nll needs an uncertainty head; add --uncertainty")
-    if config.mode == "convolutional" and kind == "forecast" and (
-            config.forcing < 1.0 or config.forcing_schedule != "constant"):
-        raise WarpPhysError(
-            "--mode convolutional needs every input read from the data, but forecasting with "
-            f"--forcing {config.forcing:g} feeds back the model's own forecasts; use --forcing 1 "
-            "or --mode recurrent")
+def _check(config: FitConfig, system: System) -> None:
+    """Reject a configuration that cannot train on `system` before any data is made."""
+    task = system.task
+    task.check_training(config.training.forcing, where=f"system {system.name!r}")
+    config.model.check_training(task, config.training)
     # Build the model once as shapes only, so that an option the model rejects (a closed
-    # form with --root-previous, an unknown activation) fails before any data is generated.
-    eqx.filter_eval_shape(build_model, config, system, key=jr.PRNGKey(config.seed))
-    prepared = [_prepare(c, system, kind, resume, progress) for c in configs]
+    # form with root_previous, an unknown activation) fails before any data is generated.
+    eqx.filter_eval_shape(config.model.build, system, key=jr.PRNGKey(config.seed))
+
+
+def _train(configs: list[FitConfig], *, runs_dir, resume, progress: bool) -> list[Run]:
+    system = load_system(configs[0].system)
+    _check(configs[0], system)
+    prepared = [_prepare(c, system, resume, progress) for c in configs]
     if not _stackable([model for model, _ in prepared]):
         # A grey-box root keeps its seed's normaliser as static data: no common structure,
         # so the members train one after another (on the data already prepared).
         return [run for one in prepared
-                for run in _train_prepared([one], system, kind, loss_name, runs_dir=runs_dir,
-                                           resume=resume, progress=progress)]
-    return _train_prepared(prepared, system, kind, loss_name, runs_dir=runs_dir, resume=resume,
-                           progress=progress)
+                for run in _Trainer([one], system, runs_dir, resume, progress).run()]
+    return _Trainer(prepared, system, runs_dir, resume, progress).run()
 
 
-def _train_prepared(prepared, system, kind: str, loss_name: str, *, runs_dir, resume,
-                    progress: bool) -> list[Run]:
-    """Train prepared (model, member) pairs together: one member, or several stacked."""
-    models = [model for model, _ in prepared]
-    members = [member for _, member in prepared]
-    config = members[0].config  # the members differ in their seed only
-    optimiser = make_optimiser(config)
-    opt_states = [optimiser.init(eqx.filter(m, eqx.is_inexact_array)) for m in models]
+class _Trainer:
+    """Trains prepared (model, member) pairs together, stacked along a member axis."""
 
-    if resume is None:
-        for member, model in zip(members, models):
-            member.run_dir = new_run_dir(Path(runs_dir), system.name, config.model)
-            write_json(member.run_dir / "config.json",
-                       {**member.config.to_json(), "normaliser": member.normaliser.to_json()})
-            write_json(member.run_dir / "env.json",
-                       {**_environment(member.config), "path": _path(member.config, model),
-                        **({"ensemble": len(members)} if len(members) > 1 else {})})
-        start_epoch = 1
-    else:
-        [member] = members
-        member.run_dir = Path(resume)
-        models[0], opt_states[0], state = load_checkpoint(
-            member.run_dir / "checkpoint.eqx", models[0], opt_states[0])
-        start_epoch, member.best = state["epoch"] + 1, state["best_val"]
-        member.history = _read_history(member.run_dir / "metrics.jsonl", state["epoch"])
+    def __init__(self, prepared, system: System, runs_dir, resume, progress: bool):
+        self.members = [member for _, member in prepared]
+        self.system, self.progress = system, progress
+        self.config = config = self.members[0].config  # members differ in their seed only
+        self.optimiser = config.optimiser.make()
+        models = [model for model, _ in prepared]
+        opt_states = [self.optimiser.init(eqx.filter(m, eqx.is_inexact_array)) for m in models]
+        self.start = self._open(models, opt_states, Path(runs_dir), resume)
+        self.n_train = len(self.members[0].x)
+        self.batch = min(config.training.batch_size, self.n_train)
+        replicated, self.sharded = data_parallel(config.training.devices, self.batch)
+        self.model, self.opt_state = eqx.filter_shard((_stack(models), _stack(opt_states)),
+                                                      replicated)
+        self.step = self._compile_step(replicated)
+
+    def _open(self, models, opt_states, runs_dir: Path, resume) -> int:
+        """Create each member's run directory (or reopen the resumed one); the first epoch."""
+        if resume is None:
+            for member, model in zip(self.members, models):
+                path = new_run_dir(runs_dir, self.system.name, self.config.model.name)
+                member.run = Run.create(path, member.config, member.normaliser,
+                           {**environment(member.config, model),
+                            **({"ensemble": len(self.members)} if len(self.members) > 1 else {})})
+            return 1
+        [member] = self.members
+        member.run = Run.open(resume)
+        models[0], opt_states[0], state = member.run.load_checkpoint(models[0], opt_states[0])
+        member.best = state["best_val"]
+        member.history = read_history(member.run.path / "metrics.jsonl", state["epoch"])
         member.train_key = jnp.asarray(state["key"], dtype=jnp.uint32)
+        return state["epoch"] + 1
 
-    ensemble = len(members) > 1
-    index = list(range(len(members))) if ensemble else [None]
-    model, opt_state = (_stack(models), _stack(opt_states)) if ensemble else (models[0], opt_states[0])
-    n_train = len(members[0].x)
-    batch = min(config.batch_size, n_train)
-    steps_per_epoch = n_train // batch
-    replicated, sharded = data_parallel(config.devices, batch)
-    model, opt_state = eqx.filter_shard((model, opt_state), replicated)
-    step_fn = make_step(optimiser, kind=kind, loss=loss_name, steps=system.steps,
-                        context=system.context, fast_vjp=config.fast_vjp, mode=config.mode)
+    def _compile_step(self, replicated):
+        step_fn = make_step(self.optimiser, self.config, self.system.task,
+                            steps=self.system.steps, context=self.system.context)
+        step_fn = _over_members(step_fn, len(self.members))
 
-    if ensemble:  # every array but the forcing probability has a leading member axis
-        member_axis = eqx.if_array(0)  # (a model's functions, e.g. activations, are shared)
-        step_fn = eqx.filter_vmap(step_fn, in_axes=(member_axis, member_axis, 0, 0, 0, 0, None))
+        @eqx.filter_jit(donate="all")
+        @eqx.debug.assert_max_traces(max_traces=1)
+        def train_step(model, opt_state, x, targets, labels, key, probability):
+            model, opt_state, loss = step_fn(model, opt_state, x, targets, labels, key, probability)
+            model, opt_state = eqx.filter_shard((model, opt_state), replicated)
+            return model, opt_state, loss
 
-    @eqx.filter_jit(donate="all")
-    @eqx.debug.assert_max_traces(max_traces=1)
-    def train_step(model, opt_state, x, targets, labels, key, probability):
-        model, opt_state, loss = step_fn(model, opt_state, x, targets, labels, key, probability)
-        model, opt_state = eqx.filter_shard((model, opt_state), replicated)
-        return model, opt_state, loss
+        return train_step
 
-    def batch_of(member, order, i):
-        idx = order[i * batch : (i + 1) * batch]
-        return member.x[idx], member.targets[idx], member.labels[idx]
+    def run(self) -> list[Run]:
+        """Train to the last epoch (or every member's stop), then evaluate and save."""
+        config, members = self.config, self.members
+        name = f"{self.system.name} {config.model.name}" + (
+            f" x{len(members)}" if len(members) > 1 else "")
+        bar = tqdm(desc=name, unit="epoch", disable=not self.progress, initial=self.start - 1,
+                   total=config.training.epochs, dynamic_ncols=True)
+        for epoch in range(self.start, config.training.epochs + 1):
+            self._epoch(epoch)
+            _show(bar, members, epoch, first=epoch == self.start)
+            if all(m.done for m in members):
+                break
+        bar.close()
+        return self._finish()
 
-    for member in members:
-        (member.run_dir / "plots").mkdir(exist_ok=True)
-    name = f"{system.name} {config.model}" + (f" x{len(members)}" if ensemble else "")
-    bar = tqdm(range(start_epoch, config.epochs + 1), desc=name, unit="epoch",
-               disable=not progress, initial=start_epoch - 1, total=config.epochs,
-               dynamic_ncols=True)
-    for epoch in bar:
+    def _epoch(self, epoch: int) -> None:
+        members, steps = self.members, self.n_train // self.batch
         start = time.perf_counter()
         # Seeded per epoch, so a resumed run shuffles exactly as an uninterrupted one.
-        orders = [np.random.default_rng([m.config.seed, epoch]).permutation(n_train)
+        orders = [np.random.default_rng([m.config.seed, epoch]).permutation(self.n_train)
                   for m in members]
-        probability = _forcing(config, epoch)
-        total = jnp.zeros(len(members)) if ensemble else jnp.zeros(())
-        for i in range(steps_per_epoch):
+        probability = self.config.training.forcing_at(epoch)
+        total = jnp.zeros(len(members))
+        for i in range(steps):
             keys = []
             for member in members:
                 member.train_key, step_key = jr.split(member.train_key)
                 keys.append(step_key)
-            parts = [batch_of(m, order, i) for m, order in zip(members, orders)]
-            if ensemble:  # stacked along the member axis; an ensemble uses one device
-                (x, targets, labels), key = [np.stack(a) for a in zip(*parts)], jnp.stack(keys)
-            else:
-                (x, targets, labels), key = (shard(a, sharded) for a in parts[0]), keys[0]
-            model, opt_state, loss = train_step(
-                model, opt_state, x, targets, labels, key, jnp.asarray(probability, jnp.float32))
+            parts = [self._batch(m, order, i) for m, order in zip(members, orders)]
+            x, targets, labels = (shard(np.stack(a), self.sharded) for a in zip(*parts))
+            self.model, self.opt_state, loss = self.step(
+                self.model, self.opt_state, x, targets, labels, jnp.stack(keys),
+                jnp.asarray(probability, jnp.float32))
             total = total + loss
-        losses = np.atleast_1d(np.asarray(total, np.float64)) / steps_per_epoch  # one fetch per epoch
+        losses = np.asarray(total, np.float64) / steps  # one fetch per epoch
         seconds = (time.perf_counter() - start) / len(members)  # each member's share
-        for member, i, train_loss in zip(members, index, losses):
+        for i, (member, train_loss) in enumerate(zip(members, losses)):
             if not member.done:
-                _end_epoch(member, epoch, float(train_loss), seconds, _member(model, i),
-                           _member(opt_state, i), len(members), kind)
-        logged = [m.history[-1] for m in members if m.history and m.history[-1]["epoch"] == epoch]
-        if logged:  # the mean over the members that trained this epoch
-            bar.set_postfix(
-                loss=f"{np.mean([r['train_loss'] for r in logged]):.3g}", lr=f"{logged[0]['lr']:.2g}",
-                val=f"{np.mean([r.get('val_mse', r.get('val_accuracy', np.nan)) for r in logged]):.3g}")
-        if all(m.done for m in members):
-            break
-    bar.close()
+                _end_epoch(member, epoch, float(train_loss), seconds, _member(self.model, i),
+                           _member(self.opt_state, i), len(members), self.system)
 
-    runs, failures = [], []
-    for member in members:  # every member that has a best model is evaluated and saved
-        if (member.run_dir / "model.eqx").exists():
-            run = Run.open(member.run_dir)
-            run.evaluate_and_save(member.data, history=member.history, note=member.stopped)
-            runs.append(run)
-        else:
-            failures.append(member.stopped or f"run {member.run_dir} has no model checkpoint")
-        if member.diverged and member.stopped not in failures:
-            failures.append(member.stopped)
-    if failures:
-        raise WarpPhysError(failures[0])
-    return runs
+    def _batch(self, member, order, i):
+        idx = order[i * self.batch : (i + 1) * self.batch]
+        return member.x[idx], member.targets[idx], member.labels[idx]
+
+    def _finish(self) -> list[Run]:
+        runs, failures = [], []
+        for member in self.members:  # every member that has a best model is evaluated
+            if (member.run.path / "model.eqx").exists():
+                finish(member.run, member.data, history=member.history, note=member.stopped,
+                       progress=self.progress)
+                runs.append(member.run)
+            else:
+                failures.append(member.stopped or f"run {member.run.path} has no model checkpoint")
+            if member.diverged and member.stopped not in failures:
+                failures.append(member.stopped)
+        if failures:
+            raise WarpPhysError(failures[0])
+        return runs
+
+
+def _over_members(step_fn, n: int):
+    """`step_fn` over a leading member axis of every argument but the last (the forcing
+    probability): vmapped for several members; for one, the step itself, between taking
+    member 0 and putting the axis back. (A vmap of one batches every matrix product, which
+    rounds differently from the unbatched step: msd quick's training losses then part from
+    a lone run's after a few dozen steps, and its figures moved.)"""
+    if n > 1:
+        member_axis = eqx.if_array(0)
+        return eqx.filter_vmap(step_fn, in_axes=(member_axis, member_axis, 0, 0, 0, 0, None))
+
+    def one(*args):
+        *members, probability = args
+        out = step_fn(*(_member(a, 0) for a in members), probability)
+        return jax.tree.map(lambda a: a[None] if eqx.is_array(a) else a, out)
+
+    return one
+
+
+def _show(bar, members, epoch: int, *, first: bool) -> None:
+    """Advance the bar past `epoch`, showing that epoch's metrics (the mean over the
+    members that trained it). The first epoch includes compilation: the rate, and so the
+    ETA, counts from the second."""
+    logged = [m.history[-1] for m in members if m.history and m.history[-1]["epoch"] == epoch]
+    if logged:
+        val = [r.get("val_mse", r.get("val_accuracy")) for r in logged]
+        val = [v for v in val if v is not None]
+        bar.set_postfix(loss=f"{np.mean([r['train_loss'] for r in logged]):.3g}",
+                        lr=f"{logged[0]['lr']:.2g}",
+                        val=f"{np.mean(val):.3g}" if val else "-", refresh=False)
+    bar.update(1)
+    if first and not bar.disable:
+        bar.start_t, bar.initial = time.time(), bar.n  # tqdm's own rate bookkeeping
 
 
 def _end_epoch(member: _Member, epoch: int, train_loss: float, seconds: float, model,
-               opt_state, ensemble: int, kind: str) -> None:
+               opt_state, ensemble: int, system: System) -> None:
     """Validate, keep the best model, log and checkpoint one member after an epoch."""
-    config, run_dir = member.config, member.run_dir
+    config, training, run = member.config, member.config.training, member.run
     if not math.isfinite(train_loss):
-        kept = (f"the best checkpoint so far is kept in {run_dir / 'model.eqx'}"
-                if (run_dir / "model.eqx").exists() else "no checkpoint was good enough to keep")
-        fix = f"lower --lr (now {config.lr:g})"
-        if config.final != "clip" and config.forcing < 1.0:
-            fix += " or bound fed-back forecasts with --final clip"
-        member.stopped = (f"training stopped at epoch {epoch}: the training loss became "
-                          f"{train_loss}; {kept}; {fix}")
+        member.stopped = _diverged(member, epoch, train_loss)
         member.diverged = member.done = True
         return
-    record = {"epoch": epoch, "train_loss": train_loss, "lr": config.lr * lr_scale(opt_state),
-              "seconds": seconds, "forcing": _forcing(config, epoch)}
+    record = {"epoch": epoch, "train_loss": train_loss,
+              "lr": config.optimiser.lr * lr_scale(opt_state), "seconds": seconds,
+              "forcing": training.forcing_at(epoch)}
     if ensemble > 1:
         record["ensemble"] = ensemble
-    if epoch % config.val_every == 0 or epoch == config.epochs:
-        m = metrics(model, member.data["val"], member.normaliser, kind)
-        score = (1 - m["accuracy"]) if kind == "classify" else m["mse"]
+    if epoch % training.val_every == 0 or epoch == training.epochs:
+        m = metrics(model, member.data["val"], member.normaliser, system.task)
+        score = system.task.score(m)
         record.update({f"val_{k}": v for k, v in m.items() if k != "n"})
         if score < member.best:
             member.best, member.waited = score, 0
-            save_model(run_dir / "model.eqx", model, {"epoch": epoch, "val": score})
+            run.save_model(model, {"epoch": epoch, "val": score})
         else:
             member.waited += 1
     member.history.append(record)
-    with open(run_dir / "metrics.jsonl", "a") as f:
-        f.write(json.dumps(record) + "\n")
-    if epoch % config.checkpoint_every == 0 or epoch == config.epochs:
-        save_checkpoint(run_dir / "checkpoint.eqx", model, opt_state,
-                        {"epoch": epoch, "best_val": member.best,
-                         "key": np.asarray(member.train_key).tolist()})
-    if config.patience and member.waited >= config.patience:
-        member.stopped = f"early stop at epoch {epoch}: no validation improvement in {member.waited} checks"
-    member.done = member.stopped is not None or epoch == config.epochs
+    run.log(record)
+    if epoch % training.checkpoint_every == 0 or epoch == training.epochs:
+        run.save_checkpoint(model, opt_state, {"epoch": epoch, "best_val": member.best,
+                                               "key": np.asarray(member.train_key).tolist()})
+    if training.patience and member.waited >= training.patience:
+        member.stopped = (f"early stop at epoch {epoch}: no validation improvement in "
+                          f"{member.waited} checks")
+    member.done = member.stopped is not None or epoch == training.epochs
 
 
-def _path(config: FitConfig, model) -> str:
-    """Which computation a training step takes, in words (recorded in env.json)."""
-    if config.mode == "recurrent":
-        return "recurrent: one (batch x D) @ (D x D) product per step"
-    if model.shares_theta0:
-        return ("convolutional, shared theta_0: the kernel A^j B and A^k theta_0 in one chain "
-                "of T matrix-vector products, the inputs by a causal convolution (blocked "
-                "matrix products)")
-    return ("convolutional, per-sequence theta_0 (hypernetwork): the inputs by a causal "
-            "convolution (blocked matrix products), A^k theta_0 by the batched recurrence")
-
-
-def _forcing(config: FitConfig, epoch: int) -> float:
-    if config.forcing_schedule == "linear":  # from always forced down to `forcing`
-        return 1.0 - (1.0 - config.forcing) * min(1.0, (epoch - 1) / max(1, config.epochs - 1))
-    return config.forcing
-
-
-def _read_history(path: Path, last_epoch: int) -> list[dict]:
-    """The metric records up to `last_epoch`; later ones (lost with the crash) are dropped
-    from the file too."""
-    records = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
-    records = [r for r in records if r["epoch"] <= last_epoch]
-    path.write_text("".join(json.dumps(r) + "\n" for r in records))
-    return records
-
-
-def _environment(config: FitConfig) -> dict:
-    import importlib.metadata
-    import platform
-
-    versions = {}
-    for package in ("warp-phys", "jax", "jaxlib", "equinox", "diffrax", "optax", "numpy", "sympy"):
-        try:
-            versions[package] = importlib.metadata.version(package)
-        except importlib.metadata.PackageNotFoundError:
-            versions[package] = None
-    return {
-        "python": platform.python_version(),
-        "platform": platform.platform(),
-        "packages": versions,
-        "devices": [str(d) for d in jax.devices()],
-        "backend": jax.default_backend(),
-        "precision": (f"float32 parameters and activations; WARP's products with A at "
-                      f"{config.precision}; data generated in float64"),
-        "seed": config.seed,
-    }
+def _diverged(member: _Member, epoch: int, train_loss: float) -> str:
+    config, run_dir = member.config, member.run.path
+    kept = (f"the best checkpoint so far is kept in {run_dir / 'model.eqx'}"
+            if (run_dir / "model.eqx").exists() else "no checkpoint was good enough to keep")
+    fix = f"lower the learning rate (now lr={config.optimiser.lr:g})"
+    if getattr(config.model, "final", "clip") != "clip" and config.training.forcing < 1.0:
+        fix += " or bound fed-back forecasts with final='clip'"
+    return (f"training stopped at epoch {epoch}: the training loss became {train_loss}; "
+            f"{kept}; {fix}")

@@ -236,6 +236,14 @@ def _run(static, A, params, args, taps):
     return outputs, inputs
 
 
+def _check_choices(**given) -> None:
+    allowed = {"precision": PRECISIONS, "transition": TRANSITIONS, "final": sorted(FINALS),
+               "init": ("hypernetwork", "learned")}
+    for name, value in given.items():
+        if value not in allowed[name]:
+            raise ValueError(f"{name} must be one of {allowed[name]}, got {value!r}")
+
+
 def make_warp(
     data_size: int,
     out_size: int,
@@ -289,14 +297,7 @@ def make_warp(
     - `dtype`: the parameters' dtype.
     - `key`: a JAX PRNG key.
     """
-    if precision not in PRECISIONS:
-        raise ValueError(f"precision must be one of {PRECISIONS}, got {precision!r}")
-    if transition not in TRANSITIONS:
-        raise ValueError(f"transition must be one of {TRANSITIONS}, got {transition!r}")
-    if final not in FINALS:
-        raise ValueError(f"final must be one of {sorted(FINALS)}, got {final!r}")
-    if init not in ("hypernetwork", "learned"):
-        raise ValueError(f"init must be 'hypernetwork' or 'learned', got {init!r}")
+    _check_choices(precision=precision, transition=transition, final=final, init=init)
     root_key, hyper_key = jr.split(key)  # (kept as it was: runs reproduce across versions)
     if root is None:
         root, theta0 = mlp_root(data_size, out_size * (2 if uncertainty else 1), width=width,
@@ -312,30 +313,19 @@ def make_warp(
     else:
         initial = Hypernetwork(data_size, size, hidden=hyper_hidden, activation=activation,
                                dtype=dtype, key=hyper_key)
-    if final == "clip":
-        final_fn = SymmetricClip(clip_bound)
-    elif final == "dynamic-tanh":
-        final_fn = DynamicTanh(dtype)
-    else:
-        final_fn = NoFinal()
+    final_fn = {"clip": lambda: SymmetricClip(clip_bound), "dynamic-tanh": lambda: DynamicTanh(dtype),
+                "none": NoFinal}[final]()
+    A = _transition(transition, size, rank, root, dtype, jr.fold_in(key, 2))
+    return WARP(A=A, B=jnp.zeros((size, data_size), dtype=dtype), init=initial, final=final_fn,
+                root=root, data_size=data_size, out_size=out_size, steps=steps,
+                uncertainty=uncertainty, sigma_min=sigma_min, theta_clip=theta_clip,
+                precision=precision)
+
+
+def _transition(transition: str, size: int, rank: int, root, dtype, key):
+    """A at the identity, in the structure `transition` names."""
     if transition == "diagonal-low-rank":
-        A = DiagonalLowRank(size, rank, dtype=dtype, key=jr.fold_in(key, 2))
-    elif transition == "block-diagonal":
-        A = BlockDiagonal(root.blocks, dtype=dtype)
-    else:
-        A = jnp.eye(size, dtype=dtype)
-    model = WARP(
-        A=A,
-        B=jnp.zeros((size, data_size), dtype=dtype),
-        init=initial,
-        final=final_fn,
-        root=root,
-        data_size=data_size,
-        out_size=out_size,
-        steps=steps,
-        uncertainty=uncertainty,
-        sigma_min=sigma_min,
-        theta_clip=theta_clip,
-        precision=precision,
-    )
-    return model
+        return DiagonalLowRank(size, rank, dtype=dtype, key=key)
+    if transition == "block-diagonal":
+        return BlockDiagonal(root.blocks, dtype=dtype)
+    return jnp.eye(size, dtype=dtype)

@@ -22,7 +22,8 @@ import numpy as np
 
 from ._dataset import Dataset
 from ._errors import WarpPhysError
-from ._evaluate import Normaliser, inference_mask
+from ._evaluate import task_of
+from ._normalise import Normaliser
 from ._plots import (
     matrices_figure as matrices_figure,
     pca_figure as pca_figure,
@@ -83,14 +84,10 @@ def weight_trajectories(model: WARP, data: Dataset, normaliser: Normaliser, *,
                             f"not {type(model).__name__}")
     if stride < 1:
         raise WarpPhysError(f"stride must be a positive integer, got {stride}")
-    # Forecasting feeds back its own outputs after the context; a task whose inputs are
-    # not its targets (classification, repeat-copy) reads its inputs throughout.
-    forecasting = data.meta["task"]["name"] == "forecast" and not data.labels.size
-    kind = "forecast" if forecasting else "copy"
     x = normaliser(data.inputs[:count]).astype(np.float32)
     n, T, _ = x.shape
     steps = np.unique(np.concatenate([np.arange(0, T, stride), [data.context - 1, T - 1]]))
-    forced = inference_mask(kind, n, T, data.context)
+    forced = task_of(data).inference_mask(n, T, data.context)
     chunks = []
     for i in range(0, n, batch):
         theta = _states(model, jnp.asarray(x[i : i + batch]), jnp.asarray(forced[i : i + batch]))

@@ -1,0 +1,48 @@
+"""The affine map between the data's units and a model's, fitted on the training split."""
+
+import dataclasses
+from typing import Literal
+
+import numpy as np
+
+from ._dataset import Dataset
+
+
+Scaling = Literal["standard", "minmax", "none"]
+
+
+@dataclasses.dataclass(frozen=True)
+class Normaliser:
+    """Affine map to the model's units, `(x - shift) / scale`, fitted on training data."""
+
+    shift: np.ndarray
+    scale: np.ndarray
+
+    @classmethod
+    def fit(cls, scaling: Scaling, train: Dataset) -> "Normaliser":
+        """Fit to the inputs and targets of `train`: `standard` (zero mean, unit standard
+        deviation per feature), `minmax` (to [-1, 1], global over features: the paper's
+        Lotka-Volterra choice) or `none` (the identity)."""
+        values = np.concatenate([train.inputs, train.targets], axis=1).reshape(-1, train.y.shape[-1])
+        if scaling == "standard":
+            shift, scale = values.mean(axis=0), values.std(axis=0)
+        elif scaling == "minmax":
+            low, high = values.min(), values.max()
+            shift = np.full(values.shape[1], (high + low) / 2)
+            scale = np.full(values.shape[1], (high - low) / 2)
+        else:
+            shift, scale = np.zeros(values.shape[1]), np.ones(values.shape[1])
+        return cls(shift, np.where(scale > 0, scale, 1.0))
+
+    def to_json(self):
+        return {"shift": self.shift.tolist(), "scale": self.scale.tolist()}
+
+    @classmethod
+    def from_json(cls, data):
+        return cls(np.asarray(data["shift"]), np.asarray(data["scale"]))
+
+    def __call__(self, x):
+        return (x - self.shift) / self.scale
+
+    def inverse(self, x):
+        return x * self.scale + self.shift

@@ -1,0 +1,148 @@
+"""What a run reports: its test metrics, its figures, and what a grey-box model inferred.
+
+`finish` is the end of every training run: the best model's test metrics
+(`metrics.json`), the loss and forecast figures, and for WARP-Phys the inferred parameters
+(`parameters-*.csv`, `parameters.md`, `plots/parameters.png`, `law.md`). `plot` draws a
+saved run's figures on demand (`warp-phys plot`). Each takes a `warp_phys.Run` (this
+module sits below the run directories, which it does not import).
+"""
+
+import csv
+import io
+from pathlib import Path
+
+import numpy as np
+from tqdm.auto import tqdm
+
+from . import analysis
+from ._errors import WarpPhysError
+from ._evaluate import metrics
+from ._greybox import learned_law, parameter_report
+from ._io import write_json, write_text
+from ._plots import (
+    matrices_figure, pca_figure, plot_forecasts, plot_losses, plot_parameters, probe_figure,
+    save_figure, weights_figure,
+)
+from ._tasks import Forecast
+
+
+FIGURES = ("forecasts", "pca", "weights", "matrices")
+
+
+def finish(run, data: dict, *, history: list, note: str | None = None,
+           progress: bool = False) -> dict:
+    """Evaluate the run's best model on every test split (with a progress bar), draw its
+    figures, export what a grey-box model inferred, and write `metrics.json`."""
+    model, task = run.load_model(), run.task
+    tests = [s for s in run.system.splits if s.startswith("test")]
+    results = {s: metrics(model, data[s], run.normaliser, task)
+               for s in tqdm(tests, desc="test", unit="split", disable=not progress, leave=False)}
+    summary = {"best_epoch": run.best_epoch(), "epochs_run": len(history),
+               "seconds_per_epoch": float(np.median([h["seconds"] for h in history]))
+               if history else None, "note": note, "splits": results}
+    plot_losses(history, run.path / "plots" / "losses.png")
+    if isinstance(task, Forecast):
+        plot_forecasts(model, data, run.normaliser, run.path / "plots" / "forecasts.png",
+                       label=run.config.model.name)
+        if run.config.model.grey_box:
+            summary["parameters"] = export_parameters(run, model, data)
+    run.save_metrics(summary)
+    return summary
+
+
+def export_parameters(run, model, data) -> dict:
+    """What a WARP-Phys model inferred for each test trajectory, against the truth:
+    `parameters-<split>.csv`, `parameters.md` (MAE, median relative error, R^2),
+    `plots/parameters.png` and `law.md` (the learned law as SymPy expressions)."""
+    system = run.system
+    report = parameter_report(model, system, data, run.normaliser)
+    names = report["names"]
+    for split, (true, inferred) in report["values"].items():
+        text = io.StringIO()  # names such as M[1,0] hold commas: let csv quote them
+        writer = csv.writer(text, lineterminator="\n")
+        writer.writerow([f"true_{n}" for n in names] + [f"inferred_{n}" for n in names])
+        writer.writerows([[f"{v:.8g}" for v in row] for row in np.concatenate([true, inferred], 1)])
+        write_text(run.path / f"parameters-{split}.csv", text.getvalue())
+    lines = ["| split | parameter | MAE | median relative error | R^2 |", "|---|---|---|---|---|"]
+    for split, per in report["summary"].items():
+        for name, m in per.items():
+            r2 = "n/a" if m["r2"] is None else f"{m['r2']:.4f}"
+            lines.append(f"| {split} | {name} | {m['mae']:.4g} | {m['median_relative_error']:.3%} | {r2} |")
+    law = ["# Learned law", "",
+           "The declared law with the parameters the model inferred from each sequence's "
+           "context (first three `test-id` sequences), beside the true parameters.", ""]
+    for i, p in enumerate(report["parameters"]["test-id"][:3]):
+        law.append(f"## test-id sequence {i}")
+        law.append("true: " + ", ".join(f"{s.name} = {v:.4g}" for s, v in
+                                         zip(system.free_parameters, data["test-id"].params[i])))
+        law += ["", "```"] + [str(eq) for eq in learned_law(system, p)] + ["```", ""]
+    write_text(run.path / "parameters.md", "\n".join(lines) + "\n")
+    write_text(run.path / "law.md", "\n".join(law))
+    plot_parameters(report, run.path / "plots" / "parameters.png")
+    return report["summary"]
+
+
+def figures(run) -> tuple[str, ...]:
+    """The figures `plot` can draw for `run`: forecasts for forecasting tasks, the
+    weight-space figures for WARP models."""
+    kinds = ["forecasts"] if isinstance(run.task, Forecast) else []
+    if run.config.model.weight_space:
+        kinds += ["pca", "weights", "matrices"]
+    return tuple(kinds)
+
+
+def plot(run, what=FIGURES, *, count: int = 256, max_steps: int = 128) -> list[Path]:
+    """Draw `what` (any of `FIGURES`) into `plots/` from the best model and return the
+    files written. The weight-space figures (see `warp_phys.analysis`) fit the PCA on the
+    first `count` training sequences and show the test splits, keeping at most
+    `max_steps` steps per sequence; their numbers go to `analysis.json`."""
+    unknown = [w for w in what if w not in FIGURES]
+    if unknown:
+        raise WarpPhysError(f"unknown figure {unknown[0]!r}; choose from {', '.join(FIGURES)} or all")
+    missing = [w for w in what if w not in figures(run)]
+    if missing:
+        why = ("forecasts are drawn for forecasting tasks only" if missing[0] == "forecasts"
+               else f"weight-space figures need a WARP model; this run trained "
+                    f"{run.config.model.name}")
+        raise WarpPhysError(f"cannot draw {missing[0]} for {run.path}: {why}")
+    system, model, folder = run.system, run.load_model(), run.path / "plots"
+    ood = "test-ood" if "test-ood" in system.splits else "test-paper"
+    names = (["train"] if set(what) - {"forecasts", "matrices"} else []) + ["test-id", ood]
+    data = run.data(names)
+    written = []
+    if "forecasts" in what:
+        written.append(plot_forecasts(model, data, run.normaliser, folder / "forecasts.png",
+                                      label=run.config.model.name))
+    if "matrices" in what:
+        matrices = analysis.transition_matrices(model)
+        written.append(save_figure(matrices_figure(matrices), folder / "matrices.png"))
+    if set(what) & {"pca", "weights"}:
+        written += _weight_space(run, model, data, names, what, count, max_steps)
+    return written
+
+
+def _weight_space(run, model, data, names, what, count: int, max_steps: int) -> list[Path]:
+    folder, written = run.path / "plots", []
+    stride = max(1, run.system.steps // max_steps)
+    trajectories = {split: analysis.weight_trajectories(model, data[split], run.normaliser,
+                                                        stride=stride, count=count)
+                    for split in names}
+    pca = analysis.PCA.fit(trajectories["train"].theta)
+    tests = {s: t for s, t in trajectories.items() if s != "train"}
+    probe = analysis.probe(pca, trajectories["train"], tests)
+    correlation = analysis.tau_correlation(tests["test-id"])
+    if "pca" in what:
+        written.append(save_figure(pca_figure(pca, trajectories), folder / "pca.png"))
+        written.append(save_figure(probe_figure(probe), folder / "probe.png"))
+    if "weights" in what:
+        written.append(save_figure(weights_figure(tests["test-id"], correlation),
+                                   folder / "weights.png"))
+    write_json(run.path / "analysis.json", {
+        "pca_explained_variance_ratio": pca.explained_variance_ratio.tolist(),
+        "probe": {"step": probe["step"], "components": probe["components"],
+                  "r2": {split: dict(zip(probe["names"], r2.T.tolist()))
+                         for split, r2 in probe["r2"].items()}},
+        "tau_correlation": {"median_abs": float(np.median(np.abs(correlation))),
+                            "fraction_abs_above_0.9": float(np.mean(np.abs(correlation) > 0.9))},
+    })
+    return written
