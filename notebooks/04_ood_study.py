@@ -68,7 +68,7 @@ for name, draw in msd.draws:
 # `warp-phys study msd --models warp,warp-phys,gru,lstm --seeds 1`.
 
 # %%
-models = ["warp", "warp-phys", "gru", "lstm"]
+models = ["warp", "warp-phys", "gru"] if SMALL else ["warp", "warp-phys", "gru", "lstm"]
 sizes = (dict(epochs=1, n_train=32, n_val=16, n_test=32, width=8, depth=1, hidden=8)
          if SMALL else {})
 folder = wp.study("msd", models, seeds=1, runs_dir=runs, progress=not SMALL, **sizes)

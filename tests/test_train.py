@@ -219,7 +219,8 @@ def test_an_ensemble_of_grey_box_seeds_trains_them_one_by_one(tmp_path, monkeypa
     load_splits = train.load_splits
     monkeypatch.setattr(train, "load_splits",
                         lambda *args, **kwargs: loads.append(1) or load_splits(*args, **kwargs))
-    configs = [tiny_config("msd", model="warp-phys", seed=s, epochs=2, n_train=16, n_test=8)
+    configs = [tiny_config("msd", model="warp-phys", physics_form="direct", seed=s, epochs=2,
+                           n_train=16, n_test=8)
                for s in (0, 1)]
     together = wp.fit_ensemble(configs, runs_dir=tmp_path / "together", progress=False)
     assert len(loads) == 2

@@ -16,6 +16,7 @@ from ._distributions import (
     Uniform as Uniform,
 )
 from ._errors import WarpPhysError as WarpPhysError
+from ._options import ConfigError as ConfigError
 from ._models import (
     AbstractBaselineConfig as AbstractBaselineConfig,
     AbstractModelConfig as AbstractModelConfig,

@@ -51,7 +51,10 @@ def _root(
 
 @app.command("systems")
 def systems_command():
-    """List the systems on the search path (./systems, then the built-ins)."""
+    """List the systems on the search path (./systems, then the built-ins).
+
+    Listing a system imports its file: the code of every systems/*.py in the working
+    folder runs. Run it only in a folder whose system files you trust."""
     from ._registry import load_system, system_files
 
     rows = [("NAME", "STATE", "PARAMETERS (train -> ood)", "SOURCE")]
@@ -220,10 +223,12 @@ def _fit(system, preset, optimiser, out, model, seed, resume, **options):
     chosen = given(options)
     start = time.perf_counter()
     if resume is not None:
+        fixed = {"optimiser": optimiser, "seed": seed}
+        chosen.update({k: v for k, v in fixed.items() if v is not None})
+        run = fit(resume=resume, changes=chosen)
         if chosen:
-            raise WarpPhysError(f"--resume continues the run with its own config.json; drop "
-                                f"{', '.join('--' + k.replace('_', '-') for k in chosen)}")
-        run = fit(resume=resume)
+            typer.echo(f"resumed with {' '.join(f'{k}={v!r}' for k, v in chosen.items())} "
+                       f"(recorded in {run.path / 'config.json'})")
     else:
         config, sources = resolve(system, preset, model=model, optimiser=optimiser, seed=seed,
                                   **chosen)
@@ -334,9 +339,34 @@ def help_text(command: str = "", width: int = 100) -> str:
             return target.get_help(sub)
 
 
+def os_error(e: OSError) -> str:
+    """One line for an error the operating system raised: what, where, and what to do."""
+    import errno
+
+    where = " -> ".join(str(f) for f in (e.filename, e.filename2) if f) or "a file"
+    fix = {
+        errno.ENOSPC: "free some disk space (or point --out / WARP_PHYS_CACHE elsewhere) and "
+                      "run again; finished files are intact",
+        errno.EACCES: "choose a folder you can write to (--out, or WARP_PHYS_CACHE for data)",
+        errno.EROFS: "choose a folder you can write to (--out, or WARP_PHYS_CACHE for data)",
+        errno.EPERM: "choose a folder you can write to (--out, or WARP_PHYS_CACHE for data)",
+        errno.ENOTDIR: "a file stands where a folder should be: choose another path",
+        errno.EEXIST: "a file stands where a folder should be: choose another path",
+        errno.EISDIR: "a folder stands where a file should be: choose another path",
+        errno.ENOENT: "check the path",
+    }.get(e.errno, "check the path and the disk")
+    return f"{e.strerror or type(e).__name__}: {where}; {fix}"
+
+
 def main(argv: list[str] | None = None) -> None:
     """Entry point of the `warp-phys` command."""
+    import warnings
+
     from ._flags import translate
+
+    # A warning is one line, as an error is (not the file and line that raised it).
+    warnings.showwarning = lambda message, *args, **kwargs: typer.echo(
+        f"warp-phys: warning: {message}", err=True)
 
     try:
         code = cli()(args=argv, prog_name="warp-phys", standalone_mode=False)
@@ -354,6 +384,9 @@ def main(argv: list[str] | None = None) -> None:
     except KeyboardInterrupt:
         typer.echo("warp-phys: interrupted", err=True)
         sys.exit(130)
+    except OSError as e:  # the machine's refusal, not a bug: name the file and the fix
+        typer.echo(f"warp-phys: error: {os_error(e)}", err=True)
+        sys.exit(2)
     except Exception as e:
         if os.environ.get("WARP_PHYS_DEBUG"):
             raise

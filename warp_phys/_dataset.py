@@ -2,22 +2,35 @@
 
 On disk a dataset is two files side by side: `<stem>.npz` (arrays, loaded without
 pickle) and `<stem>.json` (metadata). Both are written to a temporary file and renamed,
-so an interrupted write never leaves a truncated dataset behind.
+so an interrupted write never leaves a truncated dataset behind; the `.json`, written
+last, holds the `.npz`'s size and SHA-256, checked on load (`DamagedDataset`).
 """
 
 import dataclasses
+import io
 import json
 import os
+import zipfile
 from pathlib import Path
 
 import numpy as np
 
 from ._custom_types import InitialStates, Labels, Params, States, Times
 from ._errors import WarpPhysError
-from ._io import atomic_write
+from ._io import atomic_write, read_json, sha256
 
 
 FORMAT_VERSION = 1
+
+
+class DamagedDataset(WarpPhysError):
+    """A dataset on disk that cannot be trusted (torn, truncated or altered); `reason`
+    says what is wrong with it."""
+
+    def __init__(self, stem: Path, reason: str):
+        self.stem, self.reason = stem, reason
+        super().__init__(f"dataset {stem} is damaged ({reason}); delete both files to "
+                         "regenerate it")
 
 
 @dataclasses.dataclass(frozen=True, eq=False)
@@ -84,8 +97,14 @@ class Dataset:
         if self.targets is not self.y:
             arrays["targets"] = self.targets
         npz, meta = stem.with_suffix(".npz"), stem.with_suffix(".json")
-        atomic_write(npz, lambda f: np.savez(f, **arrays))
-        text = json.dumps({"format": FORMAT_VERSION, **self.meta}, indent=2)
+        buffer = io.BytesIO()
+        np.savez(buffer, **arrays)
+        data = buffer.getvalue()
+        atomic_write(npz, lambda f: f.write(data))
+        # The .json is written last and names the .npz's size and checksum, so a pair
+        # torn by a crash, or a damaged .npz, is caught on load.
+        text = json.dumps({"format": FORMAT_VERSION, **self.meta,
+                           "npz": {"bytes": len(data), "sha256": sha256(data)}}, indent=2)
         atomic_write(meta, lambda f: f.write(text.encode()))
         return npz, meta
 
@@ -100,11 +119,18 @@ class Dataset:
             if not path.is_file():
                 raise WarpPhysError(f"no dataset file {path}; generate it first")
         try:
-            meta = json.loads(meta_path.read_text())
-            with np.load(npz, allow_pickle=False) as data:
+            meta = read_json(meta_path, fix="delete it and its .npz to regenerate the dataset")
+        except WarpPhysError as e:
+            raise DamagedDataset(stem, f"{meta_path.name} is not valid JSON") from None
+        raw = npz.read_bytes()
+        check = meta.pop("npz", None)
+        if check is not None and (len(raw) != check["bytes"] or sha256(raw) != check["sha256"]):
+            raise DamagedDataset(stem, f"{npz.name} does not match its checksum")
+        try:
+            with np.load(io.BytesIO(raw), allow_pickle=False) as data:
                 arrays = {k: data[k] for k in data.files}
-        except (OSError, ValueError) as e:
-            raise WarpPhysError(f"cannot read dataset {stem}: {e}") from None
+        except (OSError, ValueError, zipfile.BadZipFile, EOFError) as e:
+            raise DamagedDataset(stem, f"{npz.name}: {type(e).__name__}: {e}") from None
         if meta.pop("format", None) != FORMAT_VERSION:
             raise WarpPhysError(
                 f"dataset {stem} has an unknown format; regenerate it with this version"

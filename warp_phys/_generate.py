@@ -9,7 +9,7 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from ._compile import compile_system
-from ._dataset import Dataset
+from ._dataset import DamagedDataset, Dataset
 from ._errors import WarpPhysError
 from ._simulate import chunk_size, initial_states, simulate
 from ._splits import check_split, sample_draws, split_rng
@@ -99,7 +99,11 @@ def generate(
     root = default_cache_dir() if cache_dir is None else Path(cache_dir)
     stem = dataset_stem(system, split, n, seed, rtol, atol, root)
     if cache and stem.with_suffix(".json").is_file() and stem.with_suffix(".npz").is_file():
-        return Dataset.load(stem)
+        try:
+            return Dataset.load(stem)
+        except DamagedDataset as e:  # a cache entry is only a copy: make it again
+            warnings.warn(f"the cached dataset {e.stem} was damaged ({e.reason}); "
+                          "regenerating it", stacklevel=2)
 
     dataset = _simulate_split(system, split, n, seed, rtol, atol, progress)
     if cache:

@@ -1,6 +1,9 @@
 """Run directories: `runs/<system>/<model>/<timestamp>/`, saved and loaded.
 
-    config.json     everything needed to re-run (the FitConfig and the data normaliser)
+    config.json     everything needed to re-run (the FitConfig and the data normaliser),
+                    and the hashes of the system's declaration and of its data
+    status.json     running, finished, stopped (and why) or failed; a "running" run whose
+                    process is gone reads as killed
     env.json        package versions, devices, precision, seed
     metrics.jsonl   one line per epoch: train loss, learning rate, validation metrics
     metrics.json    final test metrics per split, from the best checkpoint
@@ -9,22 +12,29 @@
     plots/          loss curves, forecasts against truth (see `_report.py`)
 
 Every file is written to a temporary file and renamed, so a crash never leaves a
-half-written file behind.
+half-written file behind; the `.eqx` files carry the size and SHA-256 of their body in
+their header line, checked on load. One process at a time owns a run directory (an OS
+file lock on `.lock`, released when the process ends, however it ends).
 """
 
 import datetime
+import io
 import json
+import os
+import warnings
 from pathlib import Path
 
 import equinox as eqx
+import filelock
 import jax
 import jax.random as jr
+import numpy as np
 
 from ._config import FitConfig
 from ._errors import WarpPhysError
 from ._evaluate import metrics
 from ._generate import load_splits
-from ._io import atomic_write, write_json
+from ._io import atomic_write, read_json, sha256, write_json
 from ._normalise import Normaliser
 from ._registry import load_system
 
@@ -33,77 +43,213 @@ MODEL_FORMAT = 1
 
 
 def new_run_dir(root: Path, system: str, model: str) -> Path:
-    """A new, empty run directory under `root/system/model/`, named for the time."""
+    """A new, empty run directory under `root/system/model/`, named for the time; created
+    atomically, so concurrent runs never take one name (a taken name gets a suffix)."""
+    folder = Path(root) / system / model
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except (FileExistsError, NotADirectoryError):
+        raise WarpPhysError(f"cannot make run directories in {folder}: a file stands where a "
+                            "folder should; choose another --out (runs_dir=)") from None
     stamp = datetime.datetime.now().strftime("%Y%m%d-%H%M%S")
-    path = root / system / model / stamp
-    suffix = 1
-    while path.exists():
-        path = root / system / model / f"{stamp}-{suffix}"
-        suffix += 1
-    path.mkdir(parents=True)
-    return path
+    suffix = 0
+    while True:
+        path = folder / (f"{stamp}-{suffix}" if suffix else stamp)
+        try:
+            path.mkdir()
+            return path
+        except FileExistsError:
+            suffix += 1
 
 
 def _save(path: Path, header: dict, tree) -> None:
+    body = io.BytesIO()
+    eqx.tree_serialise_leaves(body, tree)
+    data = body.getvalue()
+    head = {"format": MODEL_FORMAT, **header, "bytes": len(data), "sha256": sha256(data)}
+
     def write(f):
-        f.write((json.dumps({"format": MODEL_FORMAT, **header}) + "\n").encode())
-        eqx.tree_serialise_leaves(f, tree)
+        f.write((json.dumps(head) + "\n").encode())
+        f.write(data)
 
     atomic_write(path, write)
 
 
-def _load(path: Path, like):
+def _read(path: Path) -> tuple[dict, bytes]:
+    """The header and the checked body of an `.eqx` file."""
     if not path.is_file():
         raise WarpPhysError(f"no file {path}; is this a finished or checkpointed run?")
-    with open(path, "rb") as f:
-        header = json.loads(f.readline())
-        if header.get("format") != MODEL_FORMAT:
-            raise WarpPhysError(f"{path} has an unknown format")
-        return eqx.tree_deserialise_leaves(f, like), header
+    line, _, body = path.read_bytes().partition(b"\n")
+    damaged = f"{path} is damaged ({{}}); train the run again, or restore the file"
+    try:
+        header = json.loads(line)
+    except (UnicodeDecodeError, ValueError):
+        raise WarpPhysError(damaged.format("its header line is not JSON")) from None
+    if not isinstance(header, dict) or header.get("format") != MODEL_FORMAT:
+        raise WarpPhysError(f"{path} has an unknown format")
+    if "sha256" in header:  # files written before checksums have none
+        if len(body) != header["bytes"]:
+            raise WarpPhysError(damaged.format(f"{len(body)} bytes where {header['bytes']} "
+                                               "were written: truncated"))
+        if sha256(body) != header["sha256"]:
+            raise WarpPhysError(damaged.format("its checksum does not match"))
+    return header, body
+
+
+def _load(path: Path, like):
+    header, body = _read(path)
+    try:
+        return eqx.tree_deserialise_leaves(io.BytesIO(body), like), header
+    except Exception as e:  # an unchecked file of another shape, or torn
+        raise WarpPhysError(f"{path} does not hold this run's model ({type(e).__name__}: "
+                            f"{e}); train the run again") from None
 
 
 def read_history(path: Path, last_epoch: int) -> list[dict]:
     """The metric records up to `last_epoch`; later ones (lost with the crash) are dropped
-    from the file too."""
-    records = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
-    records = [r for r in records if r["epoch"] <= last_epoch]
-    path.write_text("".join(json.dumps(r) + "\n" for r in records))
+    from the file too, and so is a torn line (a crash in mid-write), with a warning."""
+    records, torn = [], 0
+    for line in path.read_text(errors="replace").splitlines() if path.is_file() else []:
+        try:
+            record = json.loads(line)
+        except ValueError:
+            torn += 1
+            continue
+        if isinstance(record, dict) and record.get("epoch", last_epoch + 1) <= last_epoch:
+            records.append(record)
+    if torn:
+        warnings.warn(f"{path}: dropped {torn} torn line(s) (a crash in mid-write)", stacklevel=2)
+    atomic_write(path, lambda f: f.write("".join(json.dumps(r) + "\n" for r in records).encode()))
     return records
+
+
+def _config(path: Path, data: dict) -> FitConfig:
+    try:
+        return FitConfig.from_json(data)
+    except (KeyError, TypeError, AttributeError) as e:
+        raise WarpPhysError(f"{path / 'config.json'} is damaged ({type(e).__name__}: {e}); "
+                            "train the run again") from None
+
+
+def data_hashes(data: dict) -> dict[str, str]:
+    """SHA-256 of each split's trajectories (what a run trained and validated on)."""
+    return {split: sha256(np.ascontiguousarray(data[split].y).tobytes())
+            for split in ("train", "val") if split in data}
 
 
 class Run:
     """A run directory: its configuration, normaliser, best model, checkpoint and metrics."""
 
-    def __init__(self, path: Path, config: FitConfig, normaliser: Normaliser):
+    def __init__(self, path: Path, config: FitConfig, normaliser: Normaliser,
+                 hashes: dict | None = None):
         self.path, self.config, self.normaliser = Path(path), config, normaliser
+        self.hashes = hashes or {}  # {"system": ..., "data": {split: ...}}; {} before 0.1.0
+        self._lock: filelock.BaseFileLock | None = None
 
     @classmethod
     def create(cls, path: Path, config: FitConfig, normaliser: Normaliser,
-               environment: dict) -> "Run":
-        """Start the run directory `path` (empty): its `config.json`, `env.json`, `plots/`."""
-        write_json(path / "config.json", {**config.to_json(), "normaliser": normaliser.to_json()})
+               environment: dict, hashes: dict) -> "Run":
+        """Start the run directory `path` (new and empty) and own it: its `config.json`
+        (with the system's and the data's hashes), `status.json`, `env.json`, `plots/`."""
+        run = cls(path, config, normaliser, hashes)
+        run.acquire()
+        write_json(path / "config.json", {**config.to_json(), "normaliser": normaliser.to_json(),
+                                          "hashes": hashes})
+        run.set_state("running")
         write_json(path / "env.json", environment)
         (path / "plots").mkdir(exist_ok=True)
-        return cls(path, config, normaliser)
+        return run
 
     @staticmethod
     def load_config(path: Path) -> FitConfig:
         """The configuration recorded in run directory `path`."""
-        return FitConfig.from_json(Run._config_json(Path(path)))
+        return _config(Path(path), Run._config_json(Path(path)))
 
     @staticmethod
     def _config_json(path: Path) -> dict:
         file = path / "config.json"
         if not file.is_file():
             raise WarpPhysError(f"{path} is not a run directory (no config.json)")
-        return json.loads(file.read_text())
+        return read_json(file, fix="the run cannot be read; train it again")
 
     @classmethod
     def open(cls, path) -> "Run":
         path = Path(path)
         data = cls._config_json(path)
-        return cls(path, FitConfig.from_json({k: v for k, v in data.items() if k != "normaliser"}),
-                   Normaliser.from_json(data["normaliser"]))
+        try:
+            normaliser = Normaliser.from_json(data["normaliser"])
+        except (KeyError, TypeError, ValueError):
+            raise WarpPhysError(f"{path / 'config.json'} is damaged (no valid normaliser); "
+                                "train the run again") from None
+        return cls(path, _config(path, data), normaliser, data.get("hashes"))
+
+    def check_system(self) -> None:
+        """Fail if the system's declaration changed since the run was trained: its model,
+        normaliser and data belong to the old one."""
+        recorded = self.hashes.get("system")
+        current = self.system.hash
+        if recorded is not None and recorded != current:
+            raise WarpPhysError(
+                f"run {self.path} was trained on system {self.config.system!r} with declaration "
+                f"hash {recorded[:12]}, but it now declares {current[:12]} (its file was edited): "
+                "train a new run, or restore the old declaration to use this one")
+
+    def check_data(self, data: dict) -> None:
+        """Fail if the run's training data (from the cache) is not what it trained on."""
+        recorded = self.hashes.get("data", {})
+        for split, digest in data_hashes(data).items():
+            if split in recorded and recorded[split] != digest:
+                raise WarpPhysError(
+                    f"the {split} data of run {self.path} (hash {digest[:12]}) is not what it was "
+                    f"trained on ({recorded[split][:12]}); train a new run")
+
+    # --------------------------------------------------------- ownership and state
+
+    def acquire(self) -> None:
+        """Own the run directory until `release` (or the process ends); a second process
+        gets a `WarpPhysError`."""
+        lock = filelock.FileLock(self.path / ".lock", timeout=0)
+        try:
+            lock.acquire()
+        except filelock.Timeout:
+            raise WarpPhysError(
+                f"run directory {self.path} is in use by another warp-phys process; wait for "
+                "it to finish (its status.json says which), or start a new run") from None
+        self._lock = lock
+
+    def release(self) -> None:
+        if self._lock is not None:
+            self._lock.release()
+            self._lock = None
+
+    def _owned_elsewhere(self) -> bool:
+        probe = filelock.FileLock(self.path / ".lock", timeout=0)
+        try:
+            probe.acquire()
+        except filelock.Timeout:
+            return True
+        probe.release()
+        return False
+
+    def set_state(self, state: str, why: str | None = None) -> None:
+        """Record the run's state: running, finished, stopped or failed (with why)."""
+        write_json(self.path / "status.json", {
+            "state": state, "why": why, "pid": os.getpid(),
+            "time": datetime.datetime.now().astimezone().isoformat(timespec="seconds")})
+
+    def state(self) -> dict:
+        """`status.json`, with `state` "killed" for a run recorded as running whose
+        process is gone (it can be resumed from its last checkpoint)."""
+        file = self.path / "status.json"
+        if not file.is_file():  # runs made before status.json
+            done = (self.path / "metrics.json").is_file()
+            return {"state": "finished" if done else "unknown", "why": None}
+        status = read_json(file, fix="delete it; the run's other files are intact")
+        if status.get("state") == "running" and self._lock is None and not self._owned_elsewhere():
+            status = {**status, "state": "killed",
+                      "why": f"process {status.get('pid')} ended without finishing the run; "
+                             f"continue it with warp-phys fit --resume {self.path}"}
+        return status
 
     @property
     def system(self):
@@ -117,16 +263,28 @@ class Run:
         return self.config.model.build(self.system, self.normaliser, key=jr.PRNGKey(0))
 
     def load_model(self):
-        """The best model (on the validation split)."""
+        """The best model (on the validation split), if the system is still the one it
+        was trained on."""
+        self.check_system()
         return _load(self.path / "model.eqx", self._skeleton())[0]
 
     def best_epoch(self) -> int:
         """The epoch of the best model."""
-        with open(self.path / "model.eqx", "rb") as f:
-            return json.loads(f.readline())["epoch"]
+        return _read(self.path / "model.eqx")[0]["epoch"]
 
     def save_model(self, model, header: dict) -> None:
         _save(self.path / "model.eqx", header, model)
+
+    def resumed(self, config: FitConfig, epoch: int) -> None:
+        """Record that the run continues after `epoch` with `config` (its changes, if any,
+        are listed in `config.json` under "resumed")."""
+        data = self._config_json(self.path)
+        before, after = _config(self.path, data).flat(), config.flat()
+        changed = {k: [before[k], v] for k, v in after.items() if before.get(k) != v}
+        history = data.get("resumed", []) + [{"after_epoch": epoch, "changed": changed}]
+        write_json(self.path / "config.json", {**data, **config.to_json(), "resumed": history})
+        self.config = config
+        self.set_state("running")
 
     def save_checkpoint(self, model, opt_state, header: dict) -> None:
         _save(self.path / "checkpoint.eqx", header, (model, opt_state))
@@ -144,7 +302,8 @@ class Run:
 
     @property
     def metrics(self) -> dict:
-        return json.loads((self.path / "metrics.json").read_text())
+        return read_json(self.path / "metrics.json",
+                         fix="recompute it with warp-phys evaluate, or train the run again")
 
     def save_metrics(self, summary: dict) -> None:
         write_json(self.path / "metrics.json", summary)

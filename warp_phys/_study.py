@@ -36,15 +36,18 @@ from ._train import fit, fit_ensemble
 
 def find_run(runs_dir: Path, config: FitConfig) -> Run | None:
     """The latest finished run in `runs_dir` trained with exactly `config`, if any."""
-    folder = Path(runs_dir) / load_system(config.system).name / config.model.name
+    system = load_system(config.system)
+    folder = Path(runs_dir) / system.name / config.model.name
     wanted = config.to_json()
     for path in sorted(folder.glob("*/"), reverse=True):
         try:  # through FitConfig, so options added since the run was made take their defaults
-            saved = Run.load_config(path).to_json()
+            run = Run.open(path)
         except (OSError, ValueError, TypeError, WarpPhysError):
             continue
-        if saved == wanted and (path / "metrics.json").is_file():
-            return Run.open(path)
+        # Only a run of this very declaration (an edited system file makes its runs stale).
+        if (run.config.to_json() == wanted and run.hashes.get("system") == system.hash
+                and run.state()["state"] == "finished" and (path / "metrics.json").is_file()):
+            return run
     return None
 
 

@@ -338,6 +338,10 @@ class System:
         return sizes
 
     def _check_symbols(self, expr: sp.Expr, allowed: set, what: str) -> None:
+        if expr.has(sp.I):  # e.g. sqrt(-1), or I typed for an index
+            raise WarpPhysError(
+                f"system {self.name!r}: {what} has the imaginary unit I ({expr}); states and "
+                "laws are real: rewrite it with real terms")
         allowed_names = {s.name: s for s in allowed}
         for symbol in sorted(expr.free_symbols, key=lambda s: s.name):
             if symbol in allowed:

@@ -10,6 +10,7 @@ a leading member axis of size 1.
 import dataclasses
 import math
 import time
+import warnings
 from collections.abc import Callable
 from pathlib import Path
 
@@ -26,9 +27,10 @@ from ._evaluate import metrics
 from ._generate import load_splits
 from ._normalise import Normaliser
 from ._optimiser import lr_scale
+from ._options import ConfigError
 from ._registry import load_system
 from ._report import finish
-from ._run import Run, environment, new_run_dir, read_history
+from ._run import Run, data_hashes, environment, new_run_dir, read_history
 from ._system import System
 
 
@@ -112,7 +114,9 @@ def fit(config: FitConfig | str | System = "msd", *, runs_dir: str | Path = "run
     ```
     """
     if resume is not None:
-        config = Run.load_config(Path(resume))
+        config = resumed_config(Run.load_config(Path(resume)), parts.pop("changes", {}))
+        if parts:
+            raise WarpPhysError(f"fit(resume=...) takes changes={{...}}, not {sorted(parts)}")
     elif not isinstance(config, FitConfig):
         config = FitConfig(system=_system_name(config), **parts)
     elif parts:
@@ -120,6 +124,24 @@ def fit(config: FitConfig | str | System = "msd", *, runs_dir: str | Path = "run
                             "config instead, e.g. config.replace(lr=3e-4)")
     [run] = _train([config], runs_dir=runs_dir, resume=resume, progress=progress)
     return run
+
+
+RESUMABLE = ("epochs", "patience", "val_every", "checkpoint_every", "checkpoint_seconds", "lr",
+             "a_lr_scale", "grad_clip_value", "plateau_factor", "plateau_patience",
+             "plateau_min_scale")
+"""The options a resumed run may change (by flat name): how long and how carefully it
+trains on. The model, the data, the seed and the optimiser's kind stay the run's own."""
+
+
+def resumed_config(config: FitConfig, changes: dict) -> FitConfig:
+    """`config` with `changes` (flat names, None: unchanged) for a resumed run; a change
+    that cannot apply to a run under way is a `WarpPhysError` naming it."""
+    changes = {k: v for k, v in changes.items() if v is not None}
+    fixed = sorted(k for k in changes if k not in RESUMABLE)
+    if fixed:
+        raise ConfigError("resume", fixed[0], "cannot change on a resumed run (its model and "
+                          f"data are made); only {', '.join(RESUMABLE)} can", changes[fixed[0]])
+    return config.replace(**changes) if changes else config
 
 
 def _system_name(system) -> str:
@@ -178,6 +200,7 @@ class _Member:
     stopped: str | None = None  # why training ended early (the run's note)
     diverged: bool = False
     done: bool = False
+    checkpointed: float = dataclasses.field(default_factory=time.monotonic)
 
 
 def _prepare(config: FitConfig, system: System, resume, progress: bool):
@@ -252,10 +275,15 @@ class _Trainer:
         self.optimiser = config.optimiser.make()
         models = [model for model, _ in prepared]
         opt_states = [self.optimiser.init(eqx.filter(m, eqx.is_inexact_array)) for m in models]
-        self.start = self._open(models, opt_states, Path(runs_dir), resume)
         self.n_train = len(self.members[0].x)
         self.batch = min(config.training.batch_size, self.n_train)
+        if self.batch < config.training.batch_size:
+            warnings.warn(f"batch_size={config.training.batch_size} is more than the "
+                          f"{self.n_train} training trajectories: batches of {self.batch}",
+                          stacklevel=2)
+        # Before any run directory exists, so that a failed start leaves none behind.
         replicated, self.sharded = data_parallel(config.training.devices, self.batch)
+        self.start = self._open(models, opt_states, Path(runs_dir), resume)
         self.model, self.opt_state = eqx.filter_shard((_stack(models), _stack(opt_states)),
                                                       replicated)
         self.step = self._compile_step(replicated)
@@ -265,15 +293,28 @@ class _Trainer:
         if resume is None:
             for member, model in zip(self.members, models):
                 path = new_run_dir(runs_dir, self.system.name, self.config.model.name)
+                hashes = {"system": self.system.hash, "data": data_hashes(member.data)}
                 member.run = Run.create(path, member.config, member.normaliser,
                            {**environment(member.config, model),
-                            **({"ensemble": len(self.members)} if len(self.members) > 1 else {})})
+                            **({"ensemble": len(self.members)} if len(self.members) > 1 else {})},
+                           hashes)
             return 1
         [member] = self.members
-        member.run = Run.open(resume)
-        models[0], opt_states[0], state = member.run.load_checkpoint(models[0], opt_states[0])
+        member.run = run = Run.open(resume)
+        run.acquire()
+        try:
+            run.check_system()
+            run.check_data(member.data)
+            if not (run.path / "checkpoint.eqx").is_file():
+                raise WarpPhysError(f"run {run.path} stopped before its first checkpoint (at "
+                                    "the end of epoch 1): nothing to resume; start a new run")
+            models[0], opt_states[0], state = run.load_checkpoint(models[0], opt_states[0])
+        except BaseException:
+            run.release()
+            raise
+        run.resumed(member.config, state["epoch"])
         member.best = state["best_val"]
-        member.history = read_history(member.run.path / "metrics.jsonl", state["epoch"])
+        member.history = read_history(run.path / "metrics.jsonl", state["epoch"])
         member.train_key = jnp.asarray(state["key"], dtype=jnp.uint32)
         return state["epoch"] + 1
 
@@ -292,7 +333,21 @@ class _Trainer:
         return train_step
 
     def run(self) -> list[Run]:
-        """Train to the last epoch (or every member's stop), then evaluate and save."""
+        """Train to the last epoch (or every member's stop), then evaluate and save; every
+        run directory ends in a recorded state, and is released, however training ends."""
+        try:
+            return self._run()
+        except BaseException as e:
+            why = "interrupted" if isinstance(e, KeyboardInterrupt) else f"{type(e).__name__}: {e}"
+            for member in self.members:
+                if member.run.state()["state"] == "running":
+                    member.run.set_state("failed", why)
+            raise
+        finally:
+            for member in self.members:
+                member.run.release()
+
+    def _run(self) -> list[Run]:
         config, members = self.config, self.members
         name = f"{self.system.name} {config.model.name}" + (
             f" x{len(members)}" if len(members) > 1 else "")
@@ -347,6 +402,7 @@ class _Trainer:
                 failures.append(member.stopped or f"run {member.run.path} has no model checkpoint")
             if member.diverged and member.stopped not in failures:
                 failures.append(member.stopped)
+            member.run.set_state("stopped" if member.diverged else "finished", member.stopped)
         if failures:
             raise WarpPhysError(failures[0])
         return runs
@@ -410,9 +466,13 @@ def _end_epoch(member: _Member, epoch: int, train_loss: float, seconds: float, m
             member.waited += 1
     member.history.append(record)
     run.log(record)
-    if epoch % training.checkpoint_every == 0 or epoch == training.epochs:
+    # After the first epoch, every checkpoint_every epochs, and once checkpoint_seconds
+    # have passed since the last: a kill loses at most that much work.
+    if (epoch == 1 or epoch % training.checkpoint_every == 0 or epoch == training.epochs
+            or time.monotonic() - member.checkpointed >= training.checkpoint_seconds):
         run.save_checkpoint(model, opt_state, {"epoch": epoch, "best_val": member.best,
                                                "key": np.asarray(member.train_key).tolist()})
+        member.checkpointed = time.monotonic()
     if training.patience and member.waited >= training.patience:
         member.stopped = (f"early stop at epoch {epoch}: no validation improvement in "
                           f"{member.waited} checks")
