@@ -177,6 +177,10 @@ def test_resume_on_the_command_line_takes_the_changes(finished, tmp_path, capsys
     err = capsys.readouterr().err
     assert exit_info.value.code == 2 and "--depth cannot change on a resumed run" in err
     with pytest.raises(SystemExit) as exit_info:
+        main(["fit", "--resume", str(run.path), "--model", "gru"])
+    err = capsys.readouterr().err
+    assert exit_info.value.code == 2 and "drop --model gru" in err
+    with pytest.raises(SystemExit) as exit_info:
         main(["fit", "--resume", str(run.path), "--epochs", "3"])
     assert exit_info.value.code == 0
     assert "resumed with epochs=3" in capsys.readouterr().out

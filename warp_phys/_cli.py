@@ -223,6 +223,13 @@ def _fit(system, preset, optimiser, out, model, seed, resume, **options):
     chosen = given(options)
     start = time.perf_counter()
     if resume is not None:
+        context = click.get_current_context()
+        named = [f"{'SYSTEM' if k == 'system' else '--' + k} {v}"
+                 for k, v in (("system", system), ("model", model), ("preset", preset))
+                 if context.get_parameter_source(k) != click.core.ParameterSource.DEFAULT]
+        if named:
+            raise WarpPhysError(f"--resume continues the run's own {named[0].split()[0]}; drop "
+                                f"{', '.join(named)}")
         fixed = {"optimiser": optimiser, "seed": seed}
         chosen.update({k: v for k, v in fixed.items() if v is not None})
         run = fit(resume=resume, changes=chosen)
