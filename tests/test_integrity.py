@@ -217,6 +217,10 @@ def test_a_damaged_cache_entry_is_regenerated(tmp_path):
     npz.write_bytes(npz.read_bytes()[:100])
     with pytest.warns(UserWarning, match="regenerating"):
         wp.generate(system, "train", 8, seed=3, cache_dir=tmp_path)
+    before = npz.stat().st_mtime_ns
+    forced = wp.generate(system, "train", 8, seed=3, cache_dir=tmp_path, force=True)
+    assert npz.stat().st_mtime_ns != before  # simulated again and the entry replaced
+    np.testing.assert_array_equal(forced.y, first.y)
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         np.testing.assert_array_equal(wp.generate(system, "train", 8, seed=3, cache_dir=tmp_path).y,

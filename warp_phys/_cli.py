@@ -119,14 +119,11 @@ def generate_command(
     for name in splits:
         n = sizes.get(name, n_test) or default_size(declared, name)
         stem = dataset_stem(declared, name, n, seed, rtol, atol, root)
-        if force:
-            for suffix in (".npz", ".json"):
-                stem.with_suffix(suffix).unlink(missing_ok=True)
         start = time.perf_counter()
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always", GenerationWarning)
             dataset = generate(declared, name, n, seed=seed, rtol=rtol, atol=atol,
-                               cache_dir=root, progress=True)
+                               cache_dir=root, progress=True, force=force)
         for warning in caught:
             typer.echo(f"warning: {warning.message}", err=True)
         elapsed = time.perf_counter() - start
@@ -205,13 +202,15 @@ def _run_options(command):
                          help="Seed for data, initialisation and batches.  [default: 0]"),
             click.Option(["--resume"], type=click.Path(path_type=Path), default=None,
                          help="Continue a run directory from its last checkpoint."),
+            click.Option(["--force"], is_flag=True, default=False,
+                         help="Simulate the run's data again even when it is cached."),
         ]
     for param in shared:
         param.group = "Run"
     return shared + config_options()
 
 
-def _fit(system, preset, optimiser, out, model, seed, resume, **options):
+def _fit(system, preset, optimiser, out, model, seed, resume, force, **options):
     """Train a model on a system and print its test errors (in- and out-of-distribution).
 
     SYSTEM is a system name (see `warp-phys systems`) or a path to a .py file; the
@@ -232,7 +231,7 @@ def _fit(system, preset, optimiser, out, model, seed, resume, **options):
                                 f"{', '.join(named)}")
         fixed = {"optimiser": optimiser, "seed": seed}
         chosen.update({k: v for k, v in fixed.items() if v is not None})
-        run = fit(resume=resume, changes=chosen)
+        run = fit(resume=resume, changes=chosen, force=force)
         if chosen:
             typer.echo(f"resumed with {' '.join(f'{k}={v!r}' for k, v in chosen.items())} "
                        f"(recorded in {run.path / 'config.json'})")
@@ -240,7 +239,7 @@ def _fit(system, preset, optimiser, out, model, seed, resume, **options):
         config, sources = resolve(system, preset, model=model, optimiser=optimiser, seed=seed,
                                   **chosen)
         typer.echo(_describe(config, sources))
-        run = fit(config, runs_dir=out)
+        run = fit(config, runs_dir=out, force=force)
     typer.echo(_outcome(run, time.perf_counter() - start))
 
 

@@ -50,6 +50,7 @@ def generate(
     rtol: float = 1e-9,
     atol: float = 1e-9,
     cache: bool = True,
+    force: bool = False,
     cache_dir: str | os.PathLike | None = None,
     progress: bool = False,
 ) -> Dataset:
@@ -71,6 +72,7 @@ def generate(
     - `seed`: the base seed.
     - `rtol`, `atol`: tolerances of the adaptive solver.
     - `cache`: read and write the result under `cache_dir`.
+    - `force`: simulate again even when the result is cached (and replace the entry).
     - `cache_dir`: defaults to `$WARP_PHYS_CACHE` or `~/.cache/warp-phys`.
     - `progress`: show a progress bar.
 
@@ -98,7 +100,7 @@ def generate(
 
     root = default_cache_dir() if cache_dir is None else Path(cache_dir)
     stem = dataset_stem(system, split, n, seed, rtol, atol, root)
-    if cache and stem.with_suffix(".json").is_file() and stem.with_suffix(".npz").is_file():
+    if cache and not force and stem.with_suffix(".json").is_file() and stem.with_suffix(".npz").is_file():
         try:
             return Dataset.load(stem)
         except DamagedDataset as e:  # a cache entry is only a copy: make it again
@@ -203,17 +205,17 @@ def _failure_message(system, split, failed, count, *, fatal) -> str:
 
 
 def load_splits(system: System, sizes: dict, seed: int, splits=None, *,
-                progress: bool = False) -> dict[str, Dataset]:
+                progress: bool = False, force: bool = False) -> dict[str, Dataset]:
     """The datasets a run uses (default: every split the system has), from the cache.
 
     **Arguments:**
 
     - `sizes`: `{"train": n, "val": n, "test": n}` (`test` for each test split; None: the
       system's declared size).
-    - `seed`, `progress`: as `generate`.
+    - `seed`, `progress`, `force`: as `generate`.
     """
     return {
         split: generate(system, split, sizes.get(split, sizes.get("test")), seed=seed,
-                        progress=progress)
+                        progress=progress, force=force)
         for split in (splits or system.splits)
     }

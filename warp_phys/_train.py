@@ -91,7 +91,8 @@ def shard(array: np.ndarray, sharding) -> jax.Array:
 
 
 def fit(config: FitConfig | str | System = "msd", *, runs_dir: str | Path = "runs",
-        resume: str | Path | None = None, progress: bool = True, **parts) -> Run:
+        resume: str | Path | None = None, progress: bool = True, force: bool = False,
+        **parts) -> Run:
     """Train a model and return its `Run` (directory, metrics, model).
 
     **Arguments:**
@@ -103,6 +104,7 @@ def fit(config: FitConfig | str | System = "msd", *, runs_dir: str | Path = "run
     - `runs_dir`: where to create `<system>/<model>/<timestamp>/`.
     - `resume`: an existing run directory to continue from its last checkpoint.
     - `progress`: show progress bars.
+    - `force`: simulate the run's data again even when it is cached.
 
     **Returns:** the finished `warp_phys.Run`.
 
@@ -122,6 +124,8 @@ def fit(config: FitConfig | str | System = "msd", *, runs_dir: str | Path = "run
     elif parts:
         raise WarpPhysError(f"fit got a FitConfig and parts {sorted(parts)}: change the "
                             "config instead, e.g. config.replace(lr=3e-4)")
+    if force:  # refresh the cache; training then reads the new entries
+        load_splits(load_system(config.system), config.data.sizes(), config.seed, force=True)
     [run] = _train([config], runs_dir=runs_dir, resume=resume, progress=progress)
     return run
 
