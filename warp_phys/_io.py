@@ -47,14 +47,6 @@ def sha256(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
 
 
-def file_sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 def read_json(path: Path, *, fix: str) -> dict:
     """The JSON object in `path`; a file that does not parse (truncated, overwritten) is
     a `WarpPhysError` naming it and `fix`, what to do about it."""
