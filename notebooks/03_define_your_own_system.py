@@ -29,6 +29,7 @@
 
 # %%
 import os
+import shutil
 import tempfile
 from pathlib import Path
 
@@ -169,3 +170,11 @@ for split, r2 in result["r2"].items():
 # %%
 assert pca.components.shape == (5, model.size) and set(result["r2"]) == {"test-id", "test-ood"}
 plt.show()
+
+# %% [markdown]
+# The declaration, its data cache key and the runs lived in a temporary folder; it goes
+# now (drop this cell to keep the runs and look at them with `warp-phys evaluate`).
+
+# %%
+shutil.rmtree(work)
+assert not work.exists()

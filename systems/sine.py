@@ -32,6 +32,6 @@ system = wp.System(
         # test MSE 1.9e-6). Seed 0, 1000 epochs: test MSE 5.5e-6 with A at 0.25x, 7.7e-4
         # at 0.05x (A learns too slowly).
         "paper": {"*": dict(final="none", normalise="none", lr=1e-4, a_lr_scale=0.25,
-                            batch_size=10000, val_every=100, checkpoint_every=25)},
+                            batch_size=10000, val_every=100)},
     },
 )

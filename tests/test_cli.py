@@ -33,6 +33,24 @@ def test_systems_table_lists_builtins_and_user_systems(tmp_path, monkeypatch, ca
     assert rows["pendulum"].rstrip().endswith("systems/pendulum.py")
 
 
+def test_systems_lists_only_what_it_is_asked_to(tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "systems").mkdir()
+    (tmp_path / "systems" / "pendulum.py").write_text(PENDULUM)
+    marker = tmp_path / "ran"
+    (tmp_path / "systems" / "other.py").write_text(f"open({str(marker)!r}, 'w').close()\n")
+    code, out, _ = run(["systems", "pendulum", "msd"], capsys)
+    assert code == 0 and [line.split()[0] for line in out.splitlines()[1:]] == ["pendulum", "msd"]
+    code, out, _ = run(["systems", "--builtin"], capsys)
+    names = {line.split()[0] for line in out.splitlines()[1:]}
+    assert code == 0 and "msd" in names and "pendulum" not in names
+    assert not marker.exists()  # neither listing ran other.py
+    code, _, err = run(["systems", "nope"], capsys)
+    assert code == 2 and "unknown system 'nope'" in err and len(err.strip().splitlines()) == 1
+    run(["systems"], capsys)
+    assert marker.exists()  # listing everything imports everything, as --help says
+
+
 def test_generate_user_system_by_name(tmp_path, monkeypatch, capsys):
     monkeypatch.chdir(tmp_path)
     (tmp_path / "systems").mkdir()

@@ -28,6 +28,7 @@ def test_presets_resolve_as_warp_phys_0_1_did():
         flat = wp.make_config(system, preset, model=model).flat()
         if model not in ("warp", "warp-phys") and expected["final"] == "dynamic-tanh":
             expected = {**expected, "final": "none"}  # baselines honoured only clip
+        expected["checkpoint_every"] = 1  # every epoch since run integrity (was 5, 10, 25)
         differ = {k: (expected[k], v) for k, v in flat.items() if k in expected and expected[k] != v}
         assert not differ, (key, differ)
 
@@ -38,7 +39,9 @@ def test_a_legacy_flat_config_json_reads_as_the_same_configuration():
         system, preset, model = key.split("|")
         legacy = {**old[key], "normaliser": {"shift": [0.0], "scale": [1.0]}}
         legacy.pop("normaliser")
-        assert FitConfig.from_json(legacy) == wp.make_config(system, preset, model=model)
+        # A file records its checkpoint_every (5 then; the default is 1 now).
+        assert FitConfig.from_json(legacy) == wp.make_config(
+            system, preset, model=model, checkpoint_every=legacy["checkpoint_every"])
 
 
 def test_config_json_round_trips_and_names_its_format():

@@ -167,3 +167,52 @@ def test_written_files_get_the_usual_permissions(tmp_path):
     mask = os.umask(0)
     os.umask(mask)
     assert stat.S_IMODE((tmp_path / "a.txt").stat().st_mode) == 0o666 & ~mask
+
+
+def _robertson(**changes):
+    a, b, c = sp.symbols("a b c")
+    k1 = sp.Symbol("k1", positive=True)
+    return wp.System(
+        name="robertson-test", state=[a, b, c],
+        equations=[-k1 * a + 1e4 * b * c, k1 * a - 1e4 * b * c - 3e7 * b**2, 3e7 * b**2],
+        parameters={k1: wp.Uniform(train=(0.03, 0.05))},
+        initial_state={a: 1.0, b: 0.0, c: 0.0}, t_span=(0.0, 400.0), steps=12, context=4,
+        **changes)
+
+
+def test_a_stiff_system_hands_over_to_an_implicit_solver():
+    # Dopri8 runs out of its 100,000 steps on Robertson's kinetics over [0, 400] (before
+    # the hand-over, every draw failed and generation stopped with "narrow the ranges").
+    with pytest.warns(wp.StiffnessWarning, match=r"ran out of its 100,000 steps.*"
+                      r"Declare solver=diffrax.Kvaerno5\(\)"):
+        data = wp.generate(_robertson(), "train", 8, seed=0, cache=False)
+    assert data.meta["method"] == "diffrax Kvaerno5 (adaptive)"
+    assert data.meta["failed"]["count"] == 0 and np.all(np.isfinite(data.y))
+    np.testing.assert_allclose(data.y.sum(axis=2), 1.0, atol=1e-6)  # mass is conserved
+
+
+def test_a_declared_solver_is_used_without_a_probe():
+    import diffrax
+
+    system = _robertson(solver=diffrax.Kvaerno5())
+    assert system.hash != _robertson().hash
+    assert _robertson().to_json().keys() == wp.load_system("msd").to_json().keys()
+    data = wp.generate(system, "train", 8, seed=0, cache=False)  # no warning (errors here)
+    assert data.meta["method"] == "diffrax Kvaerno5 (adaptive)"
+    np.testing.assert_allclose(data.y.sum(axis=2), 1.0, atol=1e-6)
+    from warp_phys._greybox import _root_flow
+
+    options = dict(rtol=1e-6, atol=1e-6, max_steps=1000)
+    assert type(_root_flow(wp.compile_system(system).flow, **options).solver).__name__ == "Kvaerno5"
+    lv = wp.compile_system(wp.load_system("lotka-volterra")).flow
+    assert type(_root_flow(lv, **options).solver).__name__ == "Tsit5"
+    with pytest.raises(wp.WarpPhysError, match="solver must be a Diffrax solver"):
+        _robertson(solver="kvaerno5")
+
+
+def test_a_batch_that_blows_up_is_not_taken_for_stiffness():
+    flow = wp.compile_system(_blow_up(1.2)).flow
+    ts = np.linspace(0.0, 1.0, 20)
+    params = np.array([[0.5], [1.2]])
+    settled, ys, ok = flow.settle(ts, params, np.ones((2, 1)))
+    assert settled is flow and ok.tolist() == [True, False]

@@ -176,6 +176,7 @@ def test_resume_on_the_command_line_takes_the_changes(finished, tmp_path, capsys
         main(["fit", "--resume", str(run.path), "--depth", "2"])
     err = capsys.readouterr().err
     assert exit_info.value.code == 2 and "--depth cannot change on a resumed run" in err
+    assert "only --epochs, --patience, --val-every" in err
     with pytest.raises(SystemExit) as exit_info:
         main(["fit", "--resume", str(run.path), "--model", "gru"])
     err = capsys.readouterr().err

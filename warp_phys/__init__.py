@@ -81,6 +81,8 @@ from ._flow import (
     ClosedFormFlow as ClosedFormFlow,
     LinearFlow as LinearFlow,
     ODEFlow as ODEFlow,
+    STIFF_STEPS as STIFF_STEPS,
+    StiffnessWarning as StiffnessWarning,
 )
 
 

@@ -50,15 +50,27 @@ def _root(
 
 
 @app.command("systems")
-def systems_command():
+def systems_command(
+    names: Annotated[list[str] | None, typer.Argument(
+        help="List only these systems (names or .py paths); only their files are imported.",
+        show_default=False)] = None,
+    builtin: Annotated[bool, typer.Option(
+        "--builtin", help="List only the built-in systems: import nothing from ./systems.")] = False,
+):
     """List the systems on the search path (./systems, then the built-ins).
 
-    Listing a system imports its file: the code of every systems/*.py in the working
-    folder runs. Run it only in a folder whose system files you trust."""
-    from ._registry import load_system, system_files
+    Listing a system imports its file: with no NAMES, the code of every systems/*.py in
+    the working folder runs. Run it so only in a folder whose system files you trust, or
+    name the systems to list, or pass --builtin."""
+    from ._registry import builtin_systems_dir, load_system, system_files
 
+    if names and builtin:
+        raise WarpPhysError("give system names or --builtin, not both")
+    files = system_files(folders=[builtin_systems_dir()] if builtin else None)
+    if names:
+        files = {name: _system_path(name, files) for name in names}
     rows = [("NAME", "STATE", "PARAMETERS (train -> ood)", "SOURCE")]
-    for name, path in system_files().items():
+    for name, path in files.items():
         try:
             system = load_system(path)
         except WarpPhysError as e:
@@ -73,6 +85,16 @@ def systems_command():
     widths = [max(len(r[i]) for r in rows) for i in range(3)]
     for row in rows:
         typer.echo("  ".join(c.ljust(w) for c, w in zip(row, widths)) + "  " + row[3])
+
+
+def _system_path(name: str, files: dict[str, Path]) -> Path:
+    if name.endswith(".py") or "/" in name:
+        if not Path(name).is_file():
+            raise WarpPhysError(f"no system file {name}: check the path")
+        return Path(name)
+    if name not in files:
+        raise WarpPhysError(f"unknown system {name!r}; available: {', '.join(sorted(files))}")
+    return files[name]
 
 
 def _short(path: Path) -> str:

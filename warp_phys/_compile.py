@@ -7,6 +7,7 @@ All of them jit, vmap and differentiate.
 
 from collections.abc import Callable
 
+import diffrax as dfx
 import equinox as eqx
 import jax
 import jax.numpy as jnp
@@ -156,7 +157,9 @@ def _flow(system: System, solution: Callable | None, vector_field: Callable) -> 
         entries = _lambdify(list(system.free_parameters), list(m))
         d = len(system.state)
         return LinearFlow(matrix=lambda p: entries(*p).reshape(d, d), d=d)
-    return ODEFlow(vector_field=vector_field)
+    if system.solver is not None:
+        return ODEFlow(vector_field=vector_field, solver=system.solver)
+    return ODEFlow(vector_field=vector_field, stiff_solver=dfx.Kvaerno5())
 
 
 def compile_system(system: System) -> CompiledSystem:

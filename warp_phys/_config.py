@@ -49,8 +49,9 @@ class Training(AbstractOptions):
     val_every: int = option(1, "Validate every this many epochs.", rule="positive")
     patience: int = option(0, "Stop after this many validations without improvement (0: "
                            "never).", rule="non-negative")
-    checkpoint_every: int = option(5, "Write the resumable checkpoint every this many "
-                                   "epochs (and after the first).", rule="positive")
+    checkpoint_every: int = option(1, "Write the resumable checkpoint every this many "
+                                   "epochs (and after the first): with 1, a kill loses at "
+                                   "most the epoch under way.", rule="positive")
     checkpoint_seconds: float = option(60.0, "Also write it once this many seconds have "
                                        "passed since the last one.", rule="positive")
     devices: int = option(1, "Data-parallel training over this many devices (the batch is "

@@ -11,7 +11,8 @@ from tqdm.auto import tqdm
 from ._compile import compile_system
 from ._dataset import DamagedDataset, Dataset
 from ._errors import WarpPhysError
-from ._simulate import chunk_size, initial_states, simulate
+from ._flow import AbstractFlow
+from ._simulate import initial_states
 from ._splits import check_split, sample_draws, split_rng
 from ._system import System
 
@@ -113,12 +114,33 @@ def generate(
     return dataset
 
 
+# The flow each (declaration, tolerances) settled on (`AbstractFlow.settle`), so a stiff
+# system is probed once per process, not once per split.
+_SETTLED: dict[tuple[str, float, float], AbstractFlow] = {}
+
+
+def _simulator(compiled, key):
+    """`simulate(ts, params, y0) -> (ys, ok)` with the flow settled for `key`: the first
+    call settles it (an explicit solve that grinds hands over to an implicit one)."""
+
+    def simulate(ts, params, y0):
+        if key in _SETTLED:
+            return _SETTLED[key].simulate(ts, params, y0)
+        flow, ys, ok = compiled.flow.with_options(rtol=key[1], atol=key[2]).settle(ts, params, y0)
+        _SETTLED[key] = flow
+        return ys, ok
+
+    return simulate
+
+
 def _simulate_split(system, split, n, seed, rtol, atol, progress) -> Dataset:
     compiled = compile_system(system)
     draw_rng, task_rng = split_rng(seed, split, 0), split_rng(seed, split, 1)
     n_params = len(system.free_parameters)
     ts = np.linspace(*system.t_span, system.steps)
-    chunk = chunk_size(compiled, n)
+    chunk = compiled.flow.chunk_size(n)
+    key = (system.hash, rtol, atol)
+    simulate = _simulator(compiled, key)
 
     blocks_draws, blocks_y, failed, count = [], [], [], 0
     bar = tqdm(total=n, desc=f"{system.name} {split}", unit="traj", disable=not progress,
@@ -130,8 +152,7 @@ def _simulate_split(system, split, n, seed, rtol, atol, progress) -> Dataset:
             # Pad to the chunk size so every call reuses one compiled solver.
             padded = np.concatenate([draws, np.repeat(draws[:1], chunk - want, axis=0)])
             params, z = padded[:, :n_params], padded[:, n_params:]
-            ys, ok = simulate(compiled, ts, params, initial_states(compiled, params, z),
-                              rtol=rtol, atol=atol)
+            ys, ok = simulate(ts, params, initial_states(compiled, params, z))
             ok = ok[:want]
             # A full, clean chunk is kept as a view (no copy); otherwise copy the good rows
             # out, so a small split never pins a whole padded chunk in memory.
@@ -170,7 +191,7 @@ def _simulate_split(system, split, n, seed, rtol, atol, progress) -> Dataset:
         "fixed_parameters": {s.name: v for s, v in system.fixed_parameters.items()},
         "classes": list(system.classes),
         "task": system.task.to_json(),
-        "method": compiled.flow.description,
+        "method": _SETTLED[key].description,
         "rtol": rtol,
         "atol": atol,
         "failed": {

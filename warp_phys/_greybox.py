@@ -50,7 +50,7 @@ from jaxtyping import Array, Float, PRNGKeyArray
 
 from ._compile import CompiledSystem, compile_system
 from ._errors import WarpPhysError
-from ._flow import AbstractFlow
+from ._flow import AbstractFlow, ODEFlow
 from ._root import ACTIVATIONS, AbstractRoot, FlatRoot
 from ._system import System
 
@@ -244,11 +244,14 @@ def physics_root(
 
 def _root_flow(flow: AbstractFlow, *, rtol: float, atol: float, max_steps: int) -> AbstractFlow:
     """The compiled flow with the root's own adaptive solve. Inside training the root is
-    solved at every step and differentiated, so it takes Tsit5 at the caller's tolerances
-    (RMS norm, no step floor), cheaper than the simulator's Dopri8; an exact flow is
-    returned as it is."""
-    return flow.with_options(solver=diffrax.Tsit5(), rtol=rtol, atol=atol,
-                             max_steps=max_steps, norm=optx.rms_norm, dtmin=None)
+    solved at every step and differentiated, so an explicit solve takes Tsit5 at the
+    caller's tolerances (RMS norm, no step floor), cheaper than the simulator's Dopri8;
+    a declared implicit solver (a stiff system) is kept. An exact flow is returned as it
+    is."""
+    implicit = isinstance(flow, ODEFlow) and flow.implicit
+    solver = {} if implicit else {"solver": diffrax.Tsit5()}
+    return flow.with_options(**solver, rtol=rtol, atol=atol, max_steps=max_steps,
+                             norm=optx.rms_norm, dtmin=None, stiff_solver=None)
 
 
 def _weights(form, n, width, depth, activation, dtype, *, key) -> tuple[FlatRoot | None, Array]:

@@ -28,16 +28,22 @@ RULES = {
 class ConfigError(WarpPhysError):
     """A configuration field broke its rule. The message names the Python argument
     (`WARPConfig(width=0): width must be a positive integer`); `as_flag` gives the same
-    sentence in the command line's words (`--width must be a positive integer, got 0`)."""
+    sentence in the command line's words (`--width must be a positive integer, got 0`).
+    A rule may name other fields as `{names}`, filled from `names` in the same words."""
 
-    def __init__(self, owner: str, field: str, rule: str, value: Any = dataclasses.MISSING):
+    def __init__(self, owner: str, field: str, rule: str, value: Any = dataclasses.MISSING,
+                 names: tuple[str, ...] = ()):
         self.owner, self.field, self.rule, self.value = owner, field, rule, value
+        self.names = names
         given = "" if value is dataclasses.MISSING else f"={value!r}"
-        super().__init__(f"{owner}({field}{given}): {field} {rule}")
+        super().__init__(f"{owner}({field}{given}): {field} {self._rule(str)}")
+
+    def _rule(self, word) -> str:
+        return self.rule.format(names=", ".join(map(word, self.names))) if self.names else self.rule
 
     def as_flag(self) -> str:
         got = "" if self.value is dataclasses.MISSING else f", got {self.value!r}"
-        return f"{flag(self.field)} {self.rule}{got}"
+        return f"{flag(self.field)} {self._rule(flag)}{got}"
 
 
 def flag(name: str) -> str:

@@ -50,7 +50,7 @@ def paper(system: System) -> dict:
     return {
         "*": dict(width=48, depth=3, init="hypernetwork", hyper_hidden=2, epochs=1000,
                   batch_size=1024, lr=1e-5, a_lr_scale=1.0, forcing=0.25, plateau_patience=20,
-                  plateau_accumulation=50, checkpoint_every=10, n_train=None, n_val=None,
+                  plateau_accumulation=50, n_train=None, n_val=None,
                   n_test=None),
         AbstractWARPConfig: dict(final="dynamic-tanh", clip_bound=38.0),
         AbstractBaselineConfig: dict(final="none", clip_bound=38.0, hidden=64),

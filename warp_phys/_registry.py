@@ -28,10 +28,11 @@ def search_path() -> list[Path]:
     return folders
 
 
-def system_files() -> dict[str, Path]:
-    """Every system file on the search path, by system name (first one found wins)."""
+def system_files(folders: list[Path] | None = None) -> dict[str, Path]:
+    """Every system file in `folders` (default: the search path), by system name (first
+    one found wins). Nothing is imported."""
     found: dict[str, Path] = {}
-    for folder in search_path():
+    for folder in search_path() if folders is None else folders:
         for path in sorted(folder.glob("*.py")):
             if not path.name.startswith("_"):
                 found.setdefault(path.stem.replace("_", "-"), path)

@@ -14,6 +14,7 @@ import re
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+import diffrax as dfx
 import sympy as sp
 
 from ._distributions import AbstractDistribution, Choice
@@ -87,6 +88,10 @@ class System:
     - `sizes`: default number of trajectories, `{"train": ..., "val": ..., "test": ...}`
       (the test size applies to each test split).
     - `time`: the time symbol used in the expressions (default `t`).
+    - `solver`: the Diffrax solver of a system with neither a closed form nor linear
+      equations, for generation and for grey-box models: `diffrax.Kvaerno5()` for a
+      stiff system. Default `None`: Dopri8, and generation hands over to Kvaerno5 (with
+      a warning) when Dopri8 grinds (see `warp_phys.ODEFlow`).
     - `description`, `units`: free text, shown by `warp-phys systems`.
     - `presets`: training presets of this system, `{preset: {selector: {option: value}}}`
       with `"*"` (every model) or a model config class (`wp.WARPPhysConfig`) as the
@@ -122,6 +127,7 @@ class System:
     task: AbstractTask = Forecast()
     sizes: Mapping[str, int] = dataclasses.field(default_factory=lambda: dict(DEFAULT_SIZES))
     time: sp.Symbol = sp.Symbol("t")
+    solver: dfx.AbstractAdaptiveSolver | None = None
     description: str = ""
     units: Mapping[sp.Symbol, str] = dataclasses.field(default_factory=dict)
     presets: Mapping[str, Mapping] = dataclasses.field(default_factory=dict)
@@ -143,6 +149,10 @@ class System:
         set_("t_span", self._checked_grid(where))
         set_("task", self._checked_task(where))
         set_("sizes", self._checked_sizes(where))
+        if self.solver is not None and not isinstance(self.solver, dfx.AbstractAdaptiveSolver):
+            raise WarpPhysError(
+                f"{where}: solver must be a Diffrax solver with an error estimate, such as "
+                f"diffrax.Kvaerno5() for a stiff system, or None; got {self.solver!r}")
         set_("units", {getattr(k, "name", str(k)): str(v) for k, v in dict(self.units).items()})
         if not isinstance(self.presets, Mapping) or not all(
                 isinstance(v, Mapping) for v in self.presets.values()):
@@ -442,6 +452,8 @@ class System:
             "context": self.context,
             "label": None if self.label is None else sp.srepr(self.label),
             "task": self.task.to_json(),
+            # Only when declared, so the hashes of systems that declare none are unchanged.
+            **({} if self.solver is None else {"solver": type(self.solver).__name__}),
         }
 
     def replace(self, **changes) -> "System":

@@ -144,7 +144,7 @@ def resumed_config(config: FitConfig, changes: dict) -> FitConfig:
     fixed = sorted(k for k in changes if k not in RESUMABLE)
     if fixed:
         raise ConfigError("resume", fixed[0], "cannot change on a resumed run (its model and "
-                          f"data are made); only {', '.join(RESUMABLE)} can", changes[fixed[0]])
+                          "data are made); only {names} can", changes[fixed[0]], names=RESUMABLE)
     return config.replace(**changes) if changes else config
 
 
