@@ -16,6 +16,8 @@ from ._distributions import (
     Uniform as Uniform,
 )
 from ._errors import WarpPhysError as WarpPhysError
+from ._noise import AbstractNoise as AbstractNoise, Gaussian as Gaussian
+from ._sampling import Sampling as Sampling
 from ._options import ConfigError as ConfigError
 from ._models import (
     AbstractBaselineConfig as AbstractBaselineConfig,
@@ -53,6 +55,8 @@ from ._baselines import (
     param_count as param_count,
 )
 from ._generate import GenerationWarning as GenerationWarning, generate as generate
+from ._measured import read_trajectories as read_trajectories
+from ._predict import predict as predict
 from ._greybox import (
     PhysicsRoot as PhysicsRoot,
     inferred_parameters as inferred_parameters,
@@ -66,7 +70,7 @@ from ._run import Run as Run, format_table as format_table
 from ._simulate import simulate as simulate
 from ._study import study as study
 from ._splits import in_box as in_box, sample_draws as sample_draws
-from ._system import SPLITS as SPLITS, System as System
+from ._system import SPLITS as SPLITS, Measurements as Measurements, System as System
 from ._tasks import (
     AbstractTask as AbstractTask,
     Classify as Classify,

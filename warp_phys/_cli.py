@@ -168,6 +168,32 @@ def evaluate_command(
     typer.echo(format_table(run.evaluate(splits=split)))
 
 
+@app.command("predict")
+def predict_command(
+    run_dir: Annotated[Path, typer.Argument(help="A run directory made by `warp-phys fit`.")],
+    data: Annotated[str, typer.Argument(help="A split of the run's system (test-ood, ...) or a "
+                                        ".csv, .parquet or .npz file of trajectories.")],
+    horizon: Annotated[int | None, typer.Option(help="Steps to forecast after the context "
+                                                "(default: to the end of the data).")] = None,
+    out: Annotated[Path | None, typer.Option(help="A .csv or .parquet file for the forecasts "
+                                             "(default: RUN/predictions-DATA.csv).")] = None,
+):
+    """Forecast a split or a file with a trained run and write the forecasts (and what a
+    WARP-Phys run inferred of each trajectory's parameters) to CSV or Parquet."""
+    from ._predict import predict, write_table
+    from ._run import Run
+
+    run = Run.open(run_dir)
+    forecasts, parameters = predict(run, data, horizon=horizon)
+    out = out or run.path / f"predictions-{Path(data).stem}.csv"
+    write_table(forecasts, out)
+    n, steps = forecasts["trajectory"].nunique(), int((forecasts["part"] == "forecast").sum())
+    typer.echo(f"{n} trajectories, {steps // max(n, 1)} forecast steps each -> {out}")
+    if parameters is not None:
+        written = write_table(parameters, out.with_name(f"{out.stem}-parameters{out.suffix}"))
+        typer.echo(f"inferred parameters -> {written}")
+
+
 @app.command("plot")
 def plot_command(
     run_dir: Annotated[Path, typer.Argument(help="A run directory made by `warp-phys fit`.")],
@@ -235,8 +261,9 @@ def _run_options(command):
 def _fit(system, preset, optimiser, out, model, seed, resume, force, **options):
     """Train a model on a system and print its test errors (in- and out-of-distribution).
 
-    SYSTEM is a system name (see `warp-phys systems`) or a path to a .py file; the
-    preset fills every option and the options given override it."""
+    SYSTEM is a system name (see `warp-phys systems`), a path to a .py file, or a .csv,
+    .parquet or .npz file of measured trajectories (with --law FILE.py for their law);
+    the preset fills every option and the options given override it."""
     from ._presets import resolve
     from ._flags import given
     from ._train import fit
@@ -286,9 +313,13 @@ def _outcome(run, seconds: float) -> str:
     from ._generate import dataset_stem, default_cache_dir, default_size
     from ._run import format_table
 
-    summary, config = run.metrics, run.config
-    n = config.data.n_train or default_size(run.system, "train")
-    cache = dataset_stem(run.system, "train", n, config.seed, 1e-9, 1e-9, default_cache_dir())
+    summary, config, system = run.metrics, run.config, run.system
+    if system.measured is not None:
+        source = f"{system.measured.path} ({system.measured.rule})"
+    else:
+        n = config.data.n_train or default_size(system, "train")
+        source = dataset_stem(system, "train", n, config.seed, 1e-9, 1e-9,
+                              default_cache_dir()).parent
     lines = [f"run: {run.path}",
              f"best epoch {summary['best_epoch']} of {summary['epochs_run']} run (on val); "
              f"{seconds:.1f} s in all, {summary['seconds_per_epoch'] or 0:.3g} s per epoch"]
@@ -297,7 +328,7 @@ def _outcome(run, seconds: float) -> str:
     lines.append(format_table(summary["splits"]))
     plots = sorted(p.name for p in (run.path / "plots").glob("*.png"))
     lines.append(f"plots: {run.path / 'plots'} ({', '.join(plots)})")
-    lines.append(f"data: {cache.parent}")
+    lines.append(f"data: {source}")
     return "\n".join(lines)
 
 

@@ -14,6 +14,7 @@ import jax.numpy as jnp
 import sympy as sp
 
 from ._distributions import AbstractDistribution
+from ._errors import WarpPhysError
 from ._flow import AbstractFlow, ClosedFormFlow, LinearFlow, ODEFlow
 from ._system import System
 
@@ -180,6 +181,11 @@ def compile_system(system: System) -> CompiledSystem:
     c.matrix(jnp.array([0.03, 10.0, 0.1]))  # [[0, 1], [-k/m, -c/m]]
     ```
     """
+    if not system.has_law:
+        raise WarpPhysError(
+            f"system {system.name!r} is only measured ({system.measured.path}): it declares "
+            "no law to compile; give a declaration of its law (--law FILE.py, or "
+            "load_system(path, law=...)) whose state names match the file's columns")
     if system.hash not in _COMPILED:
         _COMPILED[system.hash] = _compile(system)
     return _COMPILED[system.hash]

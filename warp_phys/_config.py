@@ -30,6 +30,11 @@ class Data(AbstractOptions):
                                 "size).", rule="positive")
     normalise: Scaling = option("standard", "standard, minmax or none (metrics are always in "
                                 "data units).")
+    law: str = option("", "For a file of measured trajectories: a system file (or name) "
+                      "whose law describes them (WARP-Phys uses it).")
+    context: int | None = option(None, "For a file of measured trajectories: the steps a "
+                                 "forecast observes (None: the law's, else 40%).",
+                                 rule="positive")
 
     def sizes(self) -> dict[str, int | None]:
         """The size of every split (`test` for each test split)."""
@@ -71,7 +76,8 @@ class FitConfig(AbstractOptions):
 
     **Arguments:**
 
-    - `system`: a system name or a path to a `.py` file.
+    - `system`: a system name, a path to a `.py` file, or a file of measured trajectories
+      (`.csv`, `.parquet`, `.npz`).
     - `model`: a model config, e.g. `wp.WARPConfig(width=16)` or `wp.GRUConfig()`.
     - `optimiser`: e.g. `wp.AdaBelief(1e-3, a_lr_scale=0.05)`.
     - `training`, `data`: `wp.Training(...)`, `wp.Data(...)`.
@@ -79,7 +85,8 @@ class FitConfig(AbstractOptions):
     - `preset`: the preset the configuration was resolved from (recorded only).
     """
 
-    system: str = option("msd", "A system name or a path to a .py file.")
+    system: str = option("msd", "A system name, a path to a .py file, or a file of "
+                         "measured trajectories.")
     model: AbstractModelConfig = option(WARPConfig(), "The model and its hyperparameters.")
     optimiser: AbstractOptimiser = option(AdaBelief(), "The optimiser and its schedule.")
     training: Training = option(Training(), "The training loop.")
@@ -89,6 +96,13 @@ class FitConfig(AbstractOptions):
 
     def to_json(self) -> dict[str, Any]:
         return {"format": FORMAT, **super().to_json()}
+
+    def load_system(self):
+        """The system this configuration trains on (`warp_phys.load_system` of `system`,
+        with `data.law` and `data.context` for a file of measured trajectories)."""
+        from ._registry import load_system
+
+        return load_system(self.system, law=self.data.law or None, context=self.data.context)
 
     def flat(self) -> dict[str, Any]:
         """Every option by its flat name (the model and optimiser by their names)."""

@@ -33,6 +33,16 @@ class DamagedDataset(WarpPhysError):
                          "regenerate it")
 
 
+def held(y: np.ndarray) -> np.ndarray:
+    """`y` (n, T, d) with each missing value (NaN) replaced by the last one observed
+    before it (the first sample is complete)."""
+    if not np.isnan(y).any():
+        return y
+    index = np.where(np.isnan(y), 0, np.arange(y.shape[1])[None, :, None])
+    index = np.maximum.accumulate(index, axis=1)
+    return np.take_along_axis(y, index, axis=1)
+
+
 @dataclasses.dataclass(frozen=True, eq=False)
 class Dataset:
     """Trajectories of one split of a system.
@@ -42,7 +52,10 @@ class Dataset:
     - `t`: the time grid, shape (T,).
     - `y`: the simulated trajectories, shape (n, T, d), in the system's own units.
     - `inputs`, `targets`: what a model reads and what it must predict, shape (n, T, d).
-      For forecasting both are `y`; the repeat-copy task builds its own.
+      For forecasting both are `y`; the repeat-copy task builds its own. Where `y` has
+      missing values (NaN: a gap, or padding after a shorter trajectory), `targets` keeps
+      them (losses and metrics skip them) and `inputs` holds the last value observed
+      (`held`).
     - `params`: the free parameters of each trajectory, shape (n, P), ordered as
       `param_names`.
     - `y0`: the initial state of each trajectory, shape (n, d).

@@ -51,7 +51,8 @@ def trajectory_errors(model, data: Dataset, normaliser: Normaliser,
     rollout that left finite values."""
     c = data.context
     prediction = forecast(model, data, normaliser, task)
-    err = np.mean((prediction[:, c - 1 : -1] - data.targets[:, c:]) ** 2, axis=(1, 2))
+    average = np.nanmean if np.isnan(data.targets).any() else np.mean  # skip missing values
+    err = average((prediction[:, c - 1 : -1] - data.targets[:, c:]) ** 2, axis=(1, 2))
     return np.where(np.isfinite(err), err, np.inf)
 
 

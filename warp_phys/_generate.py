@@ -9,9 +9,10 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from ._compile import compile_system
-from ._dataset import DamagedDataset, Dataset
+from ._dataset import DamagedDataset, Dataset, held
 from ._errors import WarpPhysError
 from ._flow import AbstractFlow
+from ._noise import add_noise
 from ._simulate import initial_states
 from ._splits import check_split, sample_draws, split_rng
 from ._system import System
@@ -89,6 +90,11 @@ def generate(
     """
     if not isinstance(system, System):
         raise WarpPhysError(f"generate needs a warp_phys.System, got {type(system).__name__}")
+    if system.measured is not None:
+        raise WarpPhysError(
+            f"system {system.name!r} is measured: its trajectories come from "
+            f"{system.measured.path}, not from simulation; read them with "
+            "warp_phys.read_trajectories")
     check_split(split, system)
     n = default_size(system, split) if n is None else n
     if not isinstance(n, (int, np.integer)) or n < 1:
@@ -168,10 +174,18 @@ def _simulate_split(system, split, n, seed, rtol, atol, progress) -> Dataset:
     join = lambda blocks: blocks[0] if len(blocks) == 1 else np.concatenate(blocks)  # noqa: E731
     y, params = join(blocks_y), join(blocks_draws)[:, :n_params]
     y0 = y[:, 0, :]
+    clean = {}
+    if system.noise:  # its own stream: the draws and the task's are the same without it
+        clean = {"clean": y}
+        y = add_noise(y, tuple(system.noise.get(s) for s in system.state),
+                      split_rng(seed, split, 2))
+    if system.sampling is not None:  # gaps and shorter runs, from a stream of their own
+        y = system.sampling.apply(y, split_rng(seed, split, 3))
     if failed:
         warnings.warn(_failure_message(system, split, failed, n, fatal=False), GenerationWarning,
                       stacklevel=3)
     inputs, targets, extras = system.task.build(y, task_rng)
+    inputs = held(inputs)  # a model reads the last value seen where one is missing
     labels = (
         system.parameters[system.label].index(params[:, system.free_parameters.index(system.label)])
         if system.label is not None else np.zeros(0, dtype=np.int64)
@@ -203,7 +217,7 @@ def _simulate_split(system, split, n, seed, rtol, atol, progress) -> Dataset:
     }
     meta = json.loads(json.dumps(meta))  # exactly what a save/load round trip gives
     return Dataset(t=ts, y=y, inputs=inputs, targets=targets, params=params, y0=y0,
-                   labels=labels, extras=extras, meta=meta)
+                   labels=labels, extras={**extras, **clean}, meta=meta)
 
 
 def _failure_message(system, split, failed, count, *, fatal) -> str:
@@ -234,7 +248,13 @@ def load_splits(system: System, sizes: dict, seed: int, splits=None, *,
     - `sizes`: `{"train": n, "val": n, "test": n}` (`test` for each test split; None: the
       system's declared size).
     - `seed`, `progress`, `force`: as `generate`.
+
+    A measured system's splits are read from its file (`warp_phys.read_trajectories`).
     """
+    if system.measured is not None:
+        from ._measured import measured_splits
+
+        return measured_splits(system, sizes, splits)
     return {
         split: generate(system, split, sizes.get(split, sizes.get("test")), seed=seed,
                         progress=progress, force=force)

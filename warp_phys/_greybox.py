@@ -354,11 +354,16 @@ def parameter_report(model, system: System, data: dict, normaliser) -> dict:
         values[split] = (true, inferred)
         summary[split] = {}
         for i, name in enumerate(names + extra):
-            err = inferred[:, i] - true[:, i]
-            spread = np.sum((true[:, i] - true[:, i].mean()) ** 2)
+            known = np.isfinite(true[:, i])  # a measured file may not give every parameter
+            if not known.any():
+                summary[split][name] = {"mae": None, "median_relative_error": None, "r2": None}
+                continue
+            err = inferred[known, i] - true[known, i]
+            spread = np.sum((true[known, i] - true[known, i].mean()) ** 2)
             summary[split][name] = {
                 "mae": float(np.mean(np.abs(err))),
-                "median_relative_error": float(np.median(np.abs(err) / np.maximum(np.abs(true[:, i]), 1e-12))),
+                "median_relative_error": float(np.median(
+                    np.abs(err) / np.maximum(np.abs(true[known, i]), 1e-12))),
                 "r2": float(1 - np.sum(err**2) / spread) if spread > 0 else None,
             }
     return {"names": names + extra, "values": values, "summary": summary,

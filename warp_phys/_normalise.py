@@ -22,12 +22,18 @@ class Normaliser:
     def fit(cls, scaling: Scaling, train: Dataset) -> "Normaliser":
         """Fit to the inputs and targets of `train`: `standard` (zero mean, unit standard
         deviation per feature), `minmax` (to [-1, 1], global over features: the paper's
-        Lotka-Volterra choice) or `none` (the identity)."""
+        Lotka-Volterra choice) or `none` (the identity). With missing values (NaN in the
+        targets) only the observed targets count."""
         values = np.concatenate([train.inputs, train.targets], axis=1).reshape(-1, train.y.shape[-1])
+        missing = np.isnan(train.targets).any()
+        if missing:
+            values = train.targets.reshape(-1, train.y.shape[-1])
+        mean, std, low, high = ((np.nanmean, np.nanstd, np.nanmin, np.nanmax) if missing
+                                else (np.mean, np.std, np.min, np.max))
         if scaling == "standard":
-            shift, scale = values.mean(axis=0), values.std(axis=0)
+            shift, scale = mean(values, axis=0), std(values, axis=0)
         elif scaling == "minmax":
-            low, high = values.min(), values.max()
+            low, high = low(values), high(values)
             shift = np.full(values.shape[1], (high + low) / 2)
             scale = np.full(values.shape[1], (high - low) / 2)
         else:

@@ -105,9 +105,9 @@ def plot_losses(history: list[dict], path: Path) -> Path:
 def plot_forecasts(model, data: dict, normaliser: Normaliser, path: Path, *, count: int = 3,
                    label: str = "model") -> Path:
     """Forecasts against truth for the first `count` trajectories of `test-id` and of the
-    out-of-distribution split (`test-ood`, else `test-paper`), context shaded."""
-    ood = "test-ood" if "test-ood" in data else "test-paper"
-    splits = ["test-id", ood]
+    out-of-distribution split (`test-ood`, else `test-paper`, if `data` has one), context
+    shaded."""
+    splits = ["test-id"] + [s for s in ("test-ood", "test-paper") if s in data][:1]
     d = data["test-id"].y.shape[-1]
     fig, axes = plt.subplots(len(splits) * d, count, figsize=(3.6 * count, 2.3 * len(splits) * d),
                              squeeze=False, sharex=True)

@@ -12,6 +12,7 @@ GPU), then the system's own `System(presets=...)` entry of the same name; within
 `"*"` before class selectors. Explicit options override all of them.
 """
 
+from pathlib import Path
 from typing import Any
 
 from ._config import FitConfig, from_flat, known_options
@@ -105,10 +106,15 @@ def _ordered(table, system: System):
 def resolve(system, preset: str = "quick", **overrides) -> tuple[FitConfig, dict[str, str]]:
     """The configuration `preset` gives `system`, with `overrides`, and the source of every
     option that is not a class default (`"quick"`, `"system 'msd' quick"`, `"given"`)."""
-    declared = load_system(system)
     given = {k: v for k, v in overrides.items() if v is not None}
+    declared = load_system(system, law=given.get("law") or None, context=given.get("context"))
+    if given.get("law") and declared.measured is not None:  # a law is re-read from anywhere
+        given["law"] = _resolved(given["law"])
     model = model_class(given.get("model", WARPConfig.name))
     values, sources = resolve_preset(declared, preset, model)
+    if declared.measured is not None:  # a file holds what it holds: no preset sizes
+        for size in ("n_train", "n_val", "n_test"):
+            values.pop(size, None)
     optimiser = optimiser_class(given.get("optimiser", values.get("optimiser", AdaBelief.name)))
     # A preset's options reach the objects that have them; explicit ones must apply.
     known = known_options(model, optimiser)
@@ -116,9 +122,17 @@ def resolve(system, preset: str = "quick", **overrides) -> tuple[FitConfig, dict
     sources = {k: v for k, v in sources.items() if k in values}
     values.update(given)
     sources.update(dict.fromkeys(given, "given"))
-    name = system if isinstance(system, str) else declared.name
+    if declared.measured is not None:  # the file's own path, so the run re-reads it anywhere
+        name = declared.measured.path
+    else:
+        name = str(system) if isinstance(system, (str, Path)) else declared.name
     config = from_flat({**values, "system": str(name), "preset": preset})
     return config, {k: v for k, v in sources.items() if k not in ("system", "preset")}
+
+
+def _resolved(law: str) -> str:
+    """A law given as a path, made absolute (a name of a built-in system stays a name)."""
+    return str(Path(law).resolve()) if law.endswith(".py") or "/" in law else law
 
 
 def make_config(system, preset: str = "quick", **overrides) -> FitConfig:

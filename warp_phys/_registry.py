@@ -42,19 +42,34 @@ def system_files(folders: list[Path] | None = None) -> dict[str, Path]:
 _LOADED: dict[tuple[Path, int, int], System] = {}
 
 
-def load_system(name_or_path: "str | Path | System") -> System:
-    """Return a system by built-in name, by name in `./systems/`, or from a `.py` file.
+def load_system(name_or_path: "str | Path | System", *, law=None,
+                context: int | None = None) -> System:
+    """Return a system by built-in name, by name in `./systems/`, or from a `.py` file; or
+    the system of a file of measured trajectories (`.csv`, `.parquet`, `.npz`; see
+    `warp_phys.read_trajectories`).
 
     **Arguments:**
 
-    - `name_or_path`: `"msd"`, `"lotka-volterra"`, `"systems/pendulum.py"`, a `Path`, or a
-      `System` (returned as is).
+    - `name_or_path`: `"msd"`, `"lotka-volterra"`, `"systems/pendulum.py"`, a `Path`,
+      `"runs.csv"`, or a `System` (returned as is).
+    - `law`: for a file of measurements, a declaration (name, path or `System`) of their
+      law, whose state names match the file's state columns.
+    - `context`: for a file of measurements, the steps a forecast observes (default: the
+      law's, else 40% of the steps).
 
     **Returns:** the `warp_phys.System` the file assigns to `system`.
 
     **Raises:** `WarpPhysError` with a one-line reason if the file is missing, does not
     parse, fails to run, or defines no valid `system`.
     """
+    from ._measured import is_measured, measured_system
+
+    if is_measured(name_or_path):
+        return measured_system(name_or_path, context=context,
+                               law=None if not law else load_system(law))
+    if law or context is not None:
+        raise WarpPhysError(f"law= and context= apply to a file of measured trajectories "
+                            f"(.csv, .parquet, .npz), not to {name_or_path!r}")
     if isinstance(name_or_path, System):
         return name_or_path
     text = str(name_or_path)

@@ -66,6 +66,9 @@ def export_parameters(run, model, data) -> dict:
     lines = ["| split | parameter | MAE | median relative error | R^2 |", "|---|---|---|---|---|"]
     for split, per in report["summary"].items():
         for name, m in per.items():
+            if m["mae"] is None:
+                lines.append(f"| {split} | {name} | n/a (no true value) | n/a | n/a |")
+                continue
             r2 = "n/a" if m["r2"] is None else f"{m['r2']:.4f}"
             lines.append(f"| {split} | {name} | {m['mae']:.4g} | {m['median_relative_error']:.3%} | {r2} |")
     law = ["# Learned law", "",
@@ -106,8 +109,8 @@ def plot(run, what=FIGURES, *, count: int = 256, max_steps: int = 128) -> list[P
                     f"{run.config.model.name}")
         raise WarpPhysError(f"cannot draw {missing[0]} for {run.path}: {why}")
     system, model, folder = run.system, run.load_model(), run.path / "plots"
-    ood = "test-ood" if "test-ood" in system.splits else "test-paper"
-    names = (["train"] if set(what) - {"forecasts", "matrices"} else []) + ["test-id", ood]
+    names = ((["train"] if set(what) - {"forecasts", "matrices"} else []) + ["test-id"]
+             + [s for s in [system.ood_split] if s])
     data = run.data(names)
     written = []
     if "forecasts" in what:

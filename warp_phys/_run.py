@@ -36,7 +36,6 @@ from ._evaluate import metrics
 from ._generate import load_splits
 from ._io import atomic_write, read_json, sha256, write_json
 from ._normalise import Normaliser
-from ._registry import load_system
 
 
 MODEL_FORMAT = 1
@@ -253,7 +252,7 @@ class Run:
 
     @property
     def system(self):
-        return load_system(self.config.system)
+        return self.config.load_system()
 
     @property
     def task(self):
@@ -372,7 +371,10 @@ def format_table(metrics: dict) -> str:
         diverged = (f"; {m['diverged']} rollouts DIVERGED and are excluded"
                     if m["diverged"] else "")
         ratio = m["naive_mse"] / m["mse"] if m["mse"] > 0 else float("inf")
+        truth = (f"  against the noise-free truth: MSE {m['mse_clean']:.4g}, naive "
+                 f"{m['naive_mse_clean']:.4g}" if "mse_clean" in m else "")
         rows.append(f"{split:>10}  MSE {m['mse']:.4g}  MAE {m['mae']:.4g}  "
                     f"naive MSE {m['naive_mse']:.4g} ({ratio:.3g}x the model's)  "
-                    f"whole-sequence MSE incl. context {m['mse_whole']:.4g}  (n={m['n']}{diverged})")
+                    f"whole-sequence MSE incl. context {m['mse_whole']:.4g}{truth}  "
+                    f"(n={m['n']}{diverged})")
     return "\n".join(rows)

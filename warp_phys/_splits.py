@@ -19,6 +19,10 @@ def check_split(split: str, system: System | None = None) -> None:
     """Raise `WarpPhysError` for an unknown split, or one `system` cannot generate."""
     if split not in SPLITS:
         raise WarpPhysError(f"unknown split {split!r}; choose one of {', '.join(SPLITS)}")
+    if system is not None and split not in system.splits and system.measured is not None:
+        raise WarpPhysError(
+            f"{system.measured.path} has no {split} trajectories; its splits are "
+            f"{', '.join(system.splits)}")
     if system is not None and split not in system.splits:
         raise WarpPhysError(
             f"system {system.name!r} has no test-ood split: every OoD range equals its "

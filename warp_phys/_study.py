@@ -27,7 +27,6 @@ from ._errors import WarpPhysError
 from ._evaluate import trajectory_errors
 from ._io import write_text
 from ._options import flag
-from ._registry import load_system
 from ._run import Run
 from ._system import System
 from ._tasks import Forecast
@@ -36,7 +35,7 @@ from ._train import fit, fit_ensemble
 
 def find_run(runs_dir: Path, config: FitConfig) -> Run | None:
     """The latest finished run in `runs_dir` trained with exactly `config`, if any."""
-    system = load_system(config.system)
+    system = config.load_system()
     folder = Path(runs_dir) / system.name / config.model.name
     wanted = config.to_json()
     for path in sorted(folder.glob("*/"), reverse=True):
@@ -84,11 +83,11 @@ def study(system: str, models: list[str], seeds: int, preset: str = "quick", *,
     if seeds < 1:
         raise WarpPhysError(f"seeds must be a positive integer, got {seeds}")
     runs_dir = Path(runs_dir)
-    loaded = load_system(system)
     applying = _applying({k: v for k, v in overrides.items() if v is not None}, models)
     configs = {m: [make_config(system, preset, model=m, seed=s, **applying[m])
                    for s in range(seeds)]
                for m in models}  # every configuration is checked before anything trains
+    loaded = configs[models[0]][0].load_system()
     runs: dict[str, list[Run]] = {}
     for model, model_configs in configs.items():
         found = {c.seed: find_run(runs_dir, c) for c in model_configs}
@@ -109,7 +108,7 @@ def study(system: str, models: list[str], seeds: int, preset: str = "quick", *,
                + ("" if runs_dir == Path("runs") else f" --out {runs_dir}"))
     write_text(folder / "study.csv", _csv(rows))
     write_text(folder / "study.md", _markdown(rows, loaded, seeds, command, runs))
-    if isinstance(loaded.task, Forecast):
+    if isinstance(loaded.task, Forecast) and "test-paper" in loaded.splits:
         _plot_distance(runs, loaded, folder / "distance.png")
     return folder
 

@@ -12,6 +12,7 @@ import json
 import math
 import re
 from collections.abc import Mapping, Sequence
+from pathlib import Path
 from typing import Any
 
 import diffrax as dfx
@@ -19,6 +20,8 @@ import sympy as sp
 
 from ._distributions import AbstractDistribution, Choice
 from ._errors import WarpPhysError
+from ._noise import AbstractNoise
+from ._sampling import Sampling
 from ._tasks import AbstractTask, Classify, Forecast
 
 
@@ -28,6 +31,27 @@ box; `test-ood` from the OoD box but outside the train box in at least one quant
 `test-paper` from the whole OoD box (the paper's protocol, a mix of ID and OoD)."""
 
 DEFAULT_SIZES = {"train": 1024, "val": 256, "test": 512}
+
+
+@dataclasses.dataclass(frozen=True)
+class Measurements:
+    """Where a system's trajectories come from when they are measured, not simulated:
+    a file of the user's own (see `warp_phys.read_trajectories`).
+
+    - `path`: the file (`.csv`, `.parquet` or `.npz`).
+    - `sha256`: its contents' SHA-256 when it was read (part of the system's hash, so
+      runs trained on an earlier version of the file are stale).
+    - `splits`: the splits it holds, in `SPLITS` order.
+    - `rule`: how trajectories were assigned to splits (its `split` column, or a seeded
+      draw by trajectory).
+    - `same_start`: whether every trajectory starts from the same state.
+    """
+
+    path: str
+    sha256: str
+    splits: tuple[str, ...]
+    rule: str
+    same_start: bool = False
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
 
 
@@ -88,10 +112,21 @@ class System:
     - `sizes`: default number of trajectories, `{"train": ..., "val": ..., "test": ...}`
       (the test size applies to each test split).
     - `time`: the time symbol used in the expressions (default `t`).
+    - `noise`: observation noise per state, `{state: wp.Gaussian(std=..., relative=...)}`,
+      added by `generate` from a random stream of its own; the clean trajectories are
+      kept and the test metrics reported against them as well (`mse_clean`).
+    - `sampling`: which samples are observed, `wp.Sampling(drop=..., steps=(low, high))`:
+      a share of dropped samples and per-trajectory lengths, drawn by `generate` from a
+      random stream of its own (forecasting tasks only; default: every sample).
+    - `measured`: `warp_phys.Measurements` when the trajectories come from a file, not
+      from simulation: then `equations` and `solution` may both be absent (nothing is
+      known of the law), and the grid (`t_span`, `steps`) is the file's. Made by
+      `warp_phys.load_system("runs.csv")`, never by hand.
     - `solver`: the Diffrax solver of a system with neither a closed form nor linear
-      equations, for generation and for grey-box models: `diffrax.Kvaerno5()` for a
-      stiff system. Default `None`: Dopri8, and generation hands over to Kvaerno5 (with
-      a warning) when Dopri8 grinds (see `warp_phys.ODEFlow`).
+      equations: `diffrax.Kvaerno5()` for a stiff system, which generation and grey-box
+      models then both use (an explicit solver declared here serves generation; grey-box
+      models train with Tsit5). Default `None`: Dopri8, and generation hands over to
+      Kvaerno5 (with a warning) when Dopri8 grinds (see `warp_phys.ODEFlow`).
     - `description`, `units`: free text, shown by `warp-phys systems`.
     - `presets`: training presets of this system, `{preset: {selector: {option: value}}}`
       with `"*"` (every model) or a model config class (`wp.WARPPhysConfig`) as the
@@ -128,6 +163,9 @@ class System:
     sizes: Mapping[str, int] = dataclasses.field(default_factory=lambda: dict(DEFAULT_SIZES))
     time: sp.Symbol = sp.Symbol("t")
     solver: dfx.AbstractAdaptiveSolver | None = None
+    noise: Mapping[sp.Symbol, AbstractNoise] = dataclasses.field(default_factory=dict)
+    sampling: Sampling | None = None
+    measured: Measurements | None = None
     description: str = ""
     units: Mapping[sp.Symbol, str] = dataclasses.field(default_factory=dict)
     presets: Mapping[str, Mapping] = dataclasses.field(default_factory=dict)
@@ -148,6 +186,17 @@ class System:
         set_("initial_state", self._checked_initial_state(where))
         set_("t_span", self._checked_grid(where))
         set_("task", self._checked_task(where))
+        set_("noise", self._checked_noise(where))
+        if self.sampling is not None:
+            if not isinstance(self.sampling, Sampling):
+                raise WarpPhysError(f"{where}: sampling must be a wp.Sampling(...), got "
+                                    f"{self.sampling!r}")
+            if not isinstance(self.task, Forecast):
+                raise WarpPhysError(f"{where}: sampling applies to forecasting; a "
+                                    f"{self.task.name} task reads every step")
+            self.sampling.check(self.steps, self.context, where)
+        if self.measured is not None and not isinstance(self.measured, Measurements):
+            raise WarpPhysError(f"{where}: measured must be a warp_phys.Measurements or None")
         set_("sizes", self._checked_sizes(where))
         if self.solver is not None and not isinstance(self.solver, dfx.AbstractAdaptiveSolver):
             raise WarpPhysError(
@@ -233,7 +282,7 @@ class System:
     def _checked_equations(self, where):
         state, known = self.state, {*self.state, *self.parameters, self.time}
         if self.equations is None:
-            if self.solution is None:
+            if self.solution is None and self.measured is None:
                 raise WarpPhysError(
                     f"{where}: give equations=[d/dt of each state] or a closed-form "
                     "solution=[...]"
@@ -259,7 +308,10 @@ class System:
         if not isinstance(self.initial_state, Mapping):
             raise WarpPhysError(f"{where}: initial_state must be a dict {{state: value}}")
         initial = {}
-        if self.solution is not None:
+        if self.solution is None and self.equations is None:  # measured, with no law
+            if self.initial_state:
+                raise WarpPhysError(f"{where}: a system with no law has no initial_state")
+        elif self.solution is not None:
             if self.initial_state:
                 raise WarpPhysError(
                     f"{where}: the initial state follows from solution=; remove initial_state"
@@ -335,6 +387,20 @@ class System:
         task.check(self.steps)
         return task
 
+    def _checked_noise(self, where):
+        if not isinstance(self.noise, Mapping):
+            raise WarpPhysError(f"{where}: noise must be a dict {{state: wp.Gaussian(...)}}")
+        by_name = {s.name: s for s in self.state}
+        noise = {by_name.get(k, k) if isinstance(k, str) else k: v for k, v in self.noise.items()}
+        for symbol, value in noise.items():
+            if symbol not in self.state:
+                raise WarpPhysError(f"{where}: noise names {symbol!r}, which is not a state "
+                                    f"variable {[s.name for s in self.state]}")
+            if not isinstance(value, AbstractNoise):
+                raise WarpPhysError(f"{where}: the noise of {symbol.name!r} must be a "
+                                    f"wp.Gaussian(std=..., relative=...), got {value!r}")
+        return {s: noise[s] for s in self.state if s in noise}
+
     def _checked_sizes(self, where):
         sizes = dict(DEFAULT_SIZES)
         for key, value in dict(self.sizes).items():
@@ -390,7 +456,10 @@ class System:
     @property
     def fixed_initial_state(self) -> bool:
         """Whether every trajectory starts from the same state (numbers only, no closed
-        form, no distribution, no expression of the parameters)."""
+        form, no distribution, no expression of the parameters; for measurements, what the
+        file shows)."""
+        if self.measured is not None:
+            return self.measured.same_start
         return self.solution is None and all(
             isinstance(v, (int, float)) for v in self.initial_state.values())
 
@@ -410,8 +479,23 @@ class System:
 
     @property
     def splits(self) -> tuple[str, ...]:
-        """The splits this system can generate (`test-ood` needs an OoD box)."""
+        """The splits this system can generate (`test-ood` needs an OoD box), or those its
+        measurements hold."""
+        if self.measured is not None:
+            return self.measured.splits
         return tuple(s for s in SPLITS if s != "test-ood" or self.has_ood)
+
+    @property
+    def ood_split(self) -> str | None:
+        """The split that shows a model out of distribution: `test-ood`, else `test-paper`
+        (a mix), else None (a file with no test-ood split)."""
+        return next((s for s in ("test-ood", "test-paper") if s in self.splits), None)
+
+    @property
+    def has_law(self) -> bool:
+        """Whether equations or a closed form are declared (a measured system may have
+        neither)."""
+        return self.equations is not None or self.solution is not None
 
     @property
     def classes(self) -> tuple[str, ...]:
@@ -454,6 +538,12 @@ class System:
             "task": self.task.to_json(),
             # Only when declared, so the hashes of systems that declare none are unchanged.
             **({} if self.solver is None else {"solver": type(self.solver).__name__}),
+            **({} if not self.noise else {"noise": {
+                s.name: n.to_json() for s, n in self.noise.items()}}),
+            **({} if self.sampling is None else {"sampling": self.sampling.to_json()}),
+            **({} if self.measured is None else {"measured": {
+                "file": Path(self.measured.path).name, "sha256": self.measured.sha256,
+                "rule": self.measured.rule}}),
         }
 
     def replace(self, **changes) -> "System":

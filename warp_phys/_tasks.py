@@ -66,14 +66,21 @@ class AbstractTask(abc.ABC):
         """The test-time mask (n, T): every step reads its input."""
         return np.ones((n, steps), np.float32)
 
-    def loss(self, mean, sigma, targets, labels) -> jax.Array:
+    def loss(self, mean, sigma, targets, labels, *, masked: bool = False) -> jax.Array:
         """The training loss of outputs `mean` (batch, T, out), `mean[:, k]` forecasting
-        step k + 1: the MSE, or the Gaussian NLL when the model gives a `sigma`."""
+        step k + 1: the MSE, or the Gaussian NLL when the model gives a `sigma`. With
+        `masked`, a missing target (NaN) counts for nothing: the mean is over the observed
+        ones (static, so complete data trains exactly as before)."""
         prediction, target = mean[:, :-1], targets[:, 1:]
+        average = jnp.mean
+        if masked:
+            seen = jnp.isfinite(target)
+            target = jnp.where(seen, target, prediction)  # no error, no NaN in the gradient
+            average = lambda a: jnp.sum(jnp.where(seen, a, 0.0)) / jnp.maximum(seen.sum(), 1)  # noqa: E731
         if sigma is None:
-            return jnp.mean((prediction - target) ** 2)
+            return average((prediction - target) ** 2)
         sigma = sigma[:, :-1]
-        return (jnp.mean(jnp.log(sigma) + 0.5 * ((target - prediction) / sigma) ** 2)
+        return (average(jnp.log(sigma) + 0.5 * ((target - prediction) / sigma) ** 2)
                 + 0.5 * math.log(2 * math.pi))
 
     def metrics(self, outputs: np.ndarray, data, normaliser) -> dict:
@@ -93,6 +100,7 @@ def regression_metrics(prediction: np.ndarray, data) -> dict:
     in as NaN."""
     n, c = len(data), data.context
     finite = np.isfinite(prediction).all(axis=(1, 2))
+    average = np.nanmean if np.isnan(data.targets).any() else np.mean  # skip missing values
     prediction, target, inputs = prediction[finite], data.targets[finite], data.inputs[finite]
     if not finite.any():
         inf = float("inf")
@@ -100,14 +108,20 @@ def regression_metrics(prediction: np.ndarray, data) -> dict:
                 "n": n, "diverged": n}
     error = prediction[:, c - 1 : -1] - target[:, c:]
     naive = target[:, c:] - inputs[:, c - 1 : c]
+    against_truth = {}
+    if "clean" in data.extras and data.targets is data.y:  # noisy data: also the truth
+        truth = data.extras["clean"][finite]
+        against_truth = {"mse_clean": float(average((prediction[:, c - 1 : -1] - truth[:, c:]) ** 2)),
+                         "naive_mse_clean": float(average((truth[:, c:] - inputs[:, c - 1 : c]) ** 2))}
     return {
-        "mse": float(np.mean(error**2)),
-        "mae": float(np.mean(np.abs(error))),
-        "mse_whole": float(np.mean((prediction[:, :-1] - target[:, 1:]) ** 2)),
-        "naive_mse": float(np.mean(naive**2)),
-        "naive_mae": float(np.mean(np.abs(naive))),
+        "mse": float(average(error**2)),
+        "mae": float(average(np.abs(error))),
+        "mse_whole": float(average((prediction[:, :-1] - target[:, 1:]) ** 2)),
+        "naive_mse": float(average(naive**2)),
+        "naive_mae": float(average(np.abs(naive))),
         "n": n,
         "diverged": int(n - finite.sum()),
+        **against_truth,
     }
 
 
@@ -203,7 +217,7 @@ class Classify(AbstractTask):
     def out_size(self, data_size, classes):
         return classes
 
-    def loss(self, mean, sigma, targets, labels):
+    def loss(self, mean, sigma, targets, labels, *, masked=False):
         return optax.softmax_cross_entropy_with_integer_labels(mean[:, -1], labels).mean()
 
     def metrics(self, outputs, data, normaliser):

@@ -37,21 +37,25 @@ from ._system import System
 # ------------------------------------------------------------------------------ the step
 
 
-def loss_fn(model, x, targets, labels, forced, *, config: FitConfig, task):
-    """The task's loss of the model's outputs on one batch."""
+def loss_fn(model, x, targets, labels, forced, *, config: FitConfig, task,
+            masked: bool = False):
+    """The task's loss of the model's outputs on one batch (`masked`: targets may hold
+    missing values, NaN)."""
     mean, sigma = config.model.forward(model, x, forced)
-    return task.loss(mean, sigma, targets, labels)
+    return task.loss(mean, sigma, targets, labels, masked=masked)
 
 
-def make_step(optimiser, config: FitConfig, task, *, steps: int, context: int) -> Callable:
+def make_step(optimiser, config: FitConfig, task, *, steps: int, context: int,
+              masked: bool = False) -> Callable:
     """The training step of one member, as a function
     `(model, opt_state, x, targets, labels, key, probability) -> (model, opt_state, loss)`:
     one optimiser update on one batch, each step after the context reading the truth with
-    `probability` where the task feeds back forecasts."""
+    `probability` where the task feeds back forecasts; `masked` when the targets have
+    missing values."""
     def step(model, opt_state, x, targets, labels, key, probability):
         forced = task.forced(key, x.shape[0], steps, context, probability)
         value, grads = eqx.filter_value_and_grad(loss_fn)(
-            model, x, targets, labels, forced, config=config, task=task)
+            model, x, targets, labels, forced, config=config, task=task, masked=masked)
         params = eqx.filter(model, eqx.is_inexact_array)
         updates, opt_state = optimiser.update(grads, opt_state, params, value=value)
         return eqx.apply_updates(model, updates), opt_state, value
@@ -125,7 +129,7 @@ def fit(config: FitConfig | str | System = "msd", *, runs_dir: str | Path = "run
         raise WarpPhysError(f"fit got a FitConfig and parts {sorted(parts)}: change the "
                             "config instead, e.g. config.replace(lr=3e-4)")
     if force:  # refresh the cache; training then reads the new entries
-        load_splits(load_system(config.system), config.data.sizes(), config.seed, force=True)
+        load_splits(config.load_system(), config.data.sizes(), config.seed, force=True)
     [run] = _train([config], runs_dir=runs_dir, resume=resume, progress=progress)
     return run
 
@@ -151,6 +155,9 @@ def resumed_config(config: FitConfig, changes: dict) -> FitConfig:
 def _system_name(system) -> str:
     if not isinstance(system, System):
         return str(system)
+    if system.measured is not None:
+        raise WarpPhysError(f"system {system.name!r} is measured: pass the path of its file "
+                            f"({system.measured.path}), with law= and context= in data=wp.Data(...)")
     if load_system(system.name).hash != system.hash:
         raise WarpPhysError(f"system {system.name!r} is not the one its name loads; pass the "
                             "path of its file so that the run can be re-made")
@@ -258,7 +265,7 @@ def _check(config: FitConfig, system: System) -> None:
 
 
 def _train(configs: list[FitConfig], *, runs_dir, resume, progress: bool) -> list[Run]:
-    system = load_system(configs[0].system)
+    system = configs[0].load_system()
     _check(configs[0], system)
     prepared = [_prepare(c, system, resume, progress) for c in configs]
     if not _stackable([model for model, _ in prepared]):
@@ -323,8 +330,9 @@ class _Trainer:
         return state["epoch"] + 1
 
     def _compile_step(self, replicated):
+        masked = any(np.isnan(m.targets).any() for m in self.members)
         step_fn = make_step(self.optimiser, self.config, self.system.task,
-                            steps=self.system.steps, context=self.system.context)
+                            steps=self.system.steps, context=self.system.context, masked=masked)
         step_fn = _over_members(step_fn, len(self.members))
 
         @eqx.filter_jit(donate="all")
