@@ -13,7 +13,7 @@ import sympy as sp
 
 import warp_phys as wp
 from warp_phys._cli import main, os_error
-from warp_phys._run import Run, new_run_dir
+from warp_phys._run import Run, new_run_dir, read_history
 from warp_phys._study import find_run
 
 
@@ -154,7 +154,7 @@ def test_an_interrupted_run_resumes_from_its_first_epoch(tmp_path, monkeypatch):
     # line a crash in mid-write leaves is dropped with a warning.
     with open(path / "metrics.jsonl", "a") as f:
         f.write('{"epoch": 3, "train_lo')
-    with pytest.warns(UserWarning, match="torn line"):
+    with pytest.warns(UserWarning, match=r"dropped 1 unreadable line\(s\) \(line 3\); no record"):
         resumed = wp.fit(None, resume=path, progress=False)
     assert _epochs(resumed) == [1, 2, 3, 4] and resumed.state()["state"] == "finished"
 
@@ -237,3 +237,27 @@ def test_a_complex_valued_law_is_refused():
         wp.System(name="c", state=[x, v], equations=[v, -k * x + sp.I * x],
                   parameters={k: wp.Uniform(train=(1.0, 2.0))}, initial_state={x: 1.0, v: 0.0},
                   t_span=(0.0, 1.0), steps=10, context=3)
+
+
+def test_a_hand_edited_config_is_caught(finished, tmp_path, capsys):
+    run = _copy(finished, tmp_path)
+    path = run.path / "config.json"
+    data = json.loads(path.read_text())
+    data["seed"] = data["seed"] + 1  # still valid JSON, and a valid configuration
+    path.write_text(json.dumps(data))
+    with pytest.raises(SystemExit) as exit_info:
+        main(["evaluate", str(run.path)])
+    err = capsys.readouterr().err
+    assert exit_info.value.code == 2 and "was edited since the run wrote it" in err
+    assert len(err.strip().splitlines()) == 1
+
+
+def test_a_damaged_middle_line_names_the_records_it_loses(finished, tmp_path):
+    run = _copy(finished, tmp_path)
+    log = run.path / "metrics.jsonl"
+    lines = log.read_text().splitlines()
+    lines[0] = lines[0][:20]
+    log.write_text("\n".join(lines) + "\n")
+    with pytest.warns(UserWarning, match=r"line 1\); the records of epoch\(s\) 1 are lost"):
+        records = read_history(log, 2)
+    assert [r["epoch"] for r in records] == [2]

@@ -266,3 +266,36 @@ def test_predict_on_the_command_line_writes_the_table(msd_csv, tmp_path, capsys)
             main(["predict", str(run_dir), *argv])
         err = capsys.readouterr().err
         assert exit_info.value.code == 2 and message in err and len(err.strip().splitlines()) == 1
+
+
+def test_uea_problems_shipped_with_aeon_read_as_labelled_splits():
+    motions = wp.read_trajectories("uea:BasicMotions")
+    assert {k: v.y.shape for k, v in motions.items()} == {
+        "train": (34, 100, 6), "val": (6, 100, 6), "test-id": (40, 100, 6)}
+    assert motions["train"].classes == ("badminton", "running", "standing", "walking")
+    assert sorted(np.bincount(np.concatenate([d.labels for d in motions.values()]))) == [20] * 4
+    vowels = wp.read_trajectories("uea:JapaneseVowels")  # 7 to 29 steps: padded at the end
+    lengths = np.isfinite(vowels["test-id"].targets[..., 0]).sum(axis=1)
+    assert (len(vowels["train"]) + len(vowels["val"]), len(vowels["test-id"])) == (270, 370)
+    assert lengths.min() < lengths.max() == 29 and not np.isnan(vowels["test-id"].inputs).any()
+    system = wp.load_system("uea:JapaneseVowels")
+    assert isinstance(system.task, wp.Classify) and len(system.classes) == 9
+    with pytest.raises(wp.WarpPhysError, match="aeon ships no classification problem 'Nope'.*BasicMotions"):
+        wp.load_system("uea:Nope")
+
+
+def test_a_classifier_reads_each_sequence_at_its_last_sample(tmp_path):
+    task = wp.Classify()
+    mean = np.zeros((2, 4, 3))
+    mean[0, 1] = [9.0, 0.0, 0.0]  # sequence 0 ends at step 1: class 0 there, class 2 at the end
+    mean[0, 3] = [0.0, 0.0, 9.0]
+    mean[1, 3] = [0.0, 9.0, 0.0]
+    targets = np.ones((2, 4, 1))
+    targets[0, 2:] = np.nan
+    labels = np.array([0, 1])
+    short = float(task.loss(mean, None, targets, labels, masked=True))
+    assert short < 1e-3 < float(task.loss(mean, None, targets, labels))
+    run = wp.fit(wp.make_config("uea:BasicMotions", "quick", epochs=1, width=8, depth=1,
+                                batch_size=17), runs_dir=tmp_path, progress=False)
+    assert 0.0 <= run.metrics["splits"]["test-id"]["accuracy"] <= 1.0
+    assert run.path.parent.parent.name == "BasicMotions" and run.system.classes[0] == "badminton"

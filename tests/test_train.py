@@ -60,11 +60,8 @@ def _losses(run):
 def test_resume_continues_exactly_from_the_checkpoint(tmp_path):
     straight = wp.fit(tiny_config(epochs=4), runs_dir=tmp_path / "a", progress=False)
     first = wp.fit(tiny_config(epochs=2), runs_dir=tmp_path / "b", progress=False)
-    # Pretend the run was killed after epoch 2 of 4: extend the config and resume.
-    data = json.loads((first.path / "config.json").read_text())
-    data["training"]["epochs"] = 4
-    (first.path / "config.json").write_text(json.dumps(data))
-    resumed = wp.fit(None, resume=first.path, progress=False)
+    # Pretend the run was killed after epoch 2 of 4: resume it with 4 epochs.
+    resumed = wp.fit(None, resume=first.path, changes={"epochs": 4}, progress=False)
     assert [e for e, _ in _losses(resumed)] == [1, 2, 3, 4]
     assert [loss for _, loss in _losses(resumed)] == pytest.approx(
         [loss for _, loss in _losses(straight)], rel=1e-6)
@@ -203,10 +200,7 @@ def test_an_ensemble_trains_each_seed_as_fit_would(model, tmp_path):
     if model != "warp":
         return
     # A member resumes on its own, from its own checkpoint.
-    data = json.loads((together[1].path / "config.json").read_text())
-    data["training"]["epochs"] = 4
-    (together[1].path / "config.json").write_text(json.dumps(data))
-    resumed = wp.fit(None, resume=together[1].path, progress=False)
+    resumed = wp.fit(None, resume=together[1].path, changes={"epochs": 4}, progress=False)
     assert [e for e, _ in _losses(resumed)] == [1, 2, 3, 4]
 
 

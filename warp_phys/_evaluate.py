@@ -48,7 +48,7 @@ def forecast(model, data: Dataset, normaliser: Normaliser, task: AbstractTask) -
 def trajectory_errors(model, data: Dataset, normaliser: Normaliser,
                       task: AbstractTask) -> np.ndarray:
     """Each trajectory's forecast-window MSE in the data's units, shape (n,); inf for a
-    rollout that left finite values."""
+    rollout that became non-finite."""
     c = data.context
     prediction = forecast(model, data, normaliser, task)
     average = np.nanmean if np.isnan(data.targets).any() else np.mean  # skip missing values

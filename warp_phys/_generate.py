@@ -229,12 +229,12 @@ def _failure_message(system, split, failed, count, *, fatal) -> str:
     if fatal:
         return (
             f"system {system.name!r}, split {split!r}: {len(failed)} of "
-            f"{len(failed) + count} draws failed to solve or left finite values "
+            f"{len(failed) + count} draws failed to solve or became non-finite "
             f"(e.g. {shown}{more}); narrow the parameter ranges or shorten t_span"
         )
     return (
         f"system {system.name!r}, split {split!r}: {len(failed)} draw(s) failed to solve or "
-        f"left finite values and were replaced by new draws ({shown}{more}); "
+        f"became non-finite and were replaced by new draws ({shown}{more}); "
         "the dataset's meta['failed'] lists them"
     )
 

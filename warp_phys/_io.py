@@ -22,8 +22,10 @@ def atomic_write(path: Path, write: Callable[[BinaryIO], object]) -> None:
         # mkstemp makes the file private (0600); give it the permissions open() would.
         os.chmod(tmp, 0o666 & ~_umask())
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as e:
         Path(tmp).unlink(missing_ok=True)
+        if isinstance(e, OSError) and e.filename is None:  # ENOSPC names no file: say which
+            e.filename = str(path)
         raise
 
 

@@ -33,7 +33,8 @@ import sympy as sp
 from ._dataset import Dataset, held
 from ._errors import WarpPhysError
 from ._system import SPLITS, Measurements, System
-from ._tasks import Forecast
+from . import _uea as uea
+from ._tasks import Classify, Forecast
 
 
 SUFFIXES = (".csv", ".parquet", ".npz")
@@ -49,15 +50,17 @@ class _Table:
     """The trajectories of a file: ids, one time grid, states (n, T, d), parameters
     (n, P), splits (n,) or None, and their names."""
 
-    def __init__(self, path, ids, t, y, params, split, state_names, param_names):
+    def __init__(self, path, ids, t, y, params, split, state_names, param_names, labels=None):
         self.path, self.ids, self.t, self.y, self.params = path, ids, t, y, params
         self.split, self.state_names, self.param_names = split, state_names, param_names
+        self.labels = labels  # class indices (n,) of labelled data, else None
 
 
 def is_measured(name_or_path) -> bool:
-    """Whether `name_or_path` names a file of measured trajectories (by its suffix)."""
-    return (isinstance(name_or_path, (str, Path))
-            and Path(str(name_or_path)).suffix.lower() in SUFFIXES)
+    """Whether `name_or_path` names a file of measured trajectories (by its suffix), or a
+    UEA problem (`uea:NAME`)."""
+    return uea.is_uea(name_or_path) or (isinstance(name_or_path, (str, Path))
+                                        and Path(str(name_or_path)).suffix.lower() in SUFFIXES)
 
 
 RESERVED = ("trajectory", "t", "split", "step", "part")
@@ -77,6 +80,12 @@ def measured_system(path, *, law: System | None = None, context: int | None = No
     - `context`: how many leading steps a forecast observes (default: the law's, else 40%
       of the steps).
     """
+    if uea.is_uea(path):
+        if law is not None:
+            raise WarpPhysError(f"{path} is classification data; it takes no law")
+        if (path, context) not in _SYSTEMS:
+            _SYSTEMS[path, context] = _uea_system(path, context)
+        return _SYSTEMS[path, context]
     if law is not None and not isinstance(law, System):
         from ._registry import load_system
 
@@ -118,6 +127,31 @@ def _measured_system(path: Path, law: System | None, context: int | None) -> Sys
                   **grid)
 
 
+def _uea_table(source: str) -> _Table:
+    y, labels, classes, split = uea.read(source)
+    ids = [f"{s}-{i}" for i, s in enumerate(split)]
+    names = tuple(f"c{j}" for j in range(y.shape[2]))
+    table = _Table(source, ids, np.arange(y.shape[1], dtype=np.float64), y,
+                   np.zeros((len(y), 0)), split, names, (), labels=labels)
+    table.classes = classes
+    return table
+
+
+def _uea_system(source: str, context: int | None) -> System:
+    table = _uea_table(source)
+    steps = len(table.t)
+    measured = Measurements(path=source, sha256=uea.sha256(source),
+                            splits=("train", "val", "test-id"),
+                            rule=f"{source}'s TRAIN/TEST files, val {uea.VAL_SHARE:.0%} of TRAIN "
+                                 "(seed 0)", classes=table.classes)
+    sizes = {s: int((table.split == s).sum()) for s in ("train", "val")}
+    return System(name=source[len(uea.PREFIX):], state=[sp.Symbol(n) for n in table.state_names],
+                  task=Classify(), t_span=(0.0, float(steps - 1)), steps=steps,
+                  context=context or max(1, round(0.4 * steps)), measured=measured,
+                  sizes={**sizes, "test": int((table.split == "test-id").sum())},
+                  description=f"UEA classification, {len(table.classes)} classes (aeon)")
+
+
 def read_trajectories(path, *, law: System | None = None, context: int | None = None,
                       sizes: dict | None = None) -> dict[str, Dataset]:
     """Read a file of measured trajectories as the `Dataset` of each split it holds.
@@ -142,13 +176,19 @@ def read_trajectories(path, *, law: System | None = None, context: int | None = 
 def measured_splits(system: System, sizes: dict, splits=None) -> dict[str, Dataset]:
     """The datasets of a measured `system` (see `read_trajectories`): the file is read
     again and must still be the one the system was made from."""
-    path = Path(system.measured.path)
-    if not path.is_file():
-        raise WarpPhysError(f"the measured trajectories {path} are gone; restore the file")
-    if _file_sha256(path) != system.measured.sha256:
-        raise WarpPhysError(f"{path} changed since system {system.name!r} was read from it "
-                            f"(sha256 {system.measured.sha256[:12]} then); load it again")
-    table = _read(path)
+    path = system.measured.path
+    if uea.is_uea(path):
+        if uea.sha256(path) != system.measured.sha256:
+            raise WarpPhysError(f"{path}'s files in aeon changed since the run was made")
+        table = _uea_table(path)
+    else:
+        path = Path(path)
+        if not path.is_file():
+            raise WarpPhysError(f"the measured trajectories {path} are gone; restore the file")
+        if _file_sha256(path) != system.measured.sha256:
+            raise WarpPhysError(f"{path} changed since system {system.name!r} was read from "
+                                f"it (sha256 {system.measured.sha256[:12]} then); load it again")
+        table = _read(path)
     of = _split_of(table)
     out = {}
     for split in splits or system.splits:
@@ -202,7 +242,7 @@ def _dataset(system: System, table: _Table, split: str, rows: np.ndarray,
     observed = ~np.isnan(y)
     last = np.where(observed.any(axis=2), np.arange(y.shape[1]), 0).max(axis=1)
     short = np.flatnonzero(last < system.context)
-    if short.size:
+    if short.size and isinstance(system.task, Forecast):
         raise WarpPhysError(
             f"{table.path}: trajectory {table.ids[rows[short[0]]]!r} ends at step "
             f"{last[short[0]]}, inside the context of {system.context} steps: nothing is left "
@@ -211,14 +251,15 @@ def _dataset(system: System, table: _Table, split: str, rows: np.ndarray,
         "system": system.name, "hash": system.hash, "split": split, "seed": 0, "n": len(rows),
         "context": system.context, "t_span": list(system.t_span), "steps": system.steps,
         "state_names": list(table.state_names), "param_names": list(param_names),
-        "fixed_parameters": {}, "classes": [], "task": system.task.to_json(),
+        "fixed_parameters": {}, "classes": list(system.classes), "task": system.task.to_json(),
         "method": f"measured ({Path(table.path).name}, {rule or system.measured.rule})",
         "trajectories": [str(table.ids[i]) for i in rows],
         "missing": int((~observed).sum()),
         "failed": {"count": 0, "names": [], "draws": []},
     }
+    labels = np.zeros(0, np.int64) if table.labels is None else table.labels[rows]
     return Dataset(t=table.t, y=y, inputs=held(y), targets=y, params=params[rows],
-                   y0=y[:, 0, :], labels=np.zeros(0, np.int64), extras={}, meta=meta)
+                   y0=y[:, 0, :], labels=labels, extras={}, meta=meta)
 
 
 def _seeded_rule() -> str:
@@ -291,8 +332,10 @@ def _frame(path: Path):
     try:
         if path.suffix.lower() == ".csv":
             _check_header(path)
+            # round_trip: the floats a writer printed are read back bit for bit (the
+            # default parser of some pandas versions is off in the last digit).
             return pd.read_csv(path, dtype={"trajectory": str, "split": str},
-                               skip_blank_lines=True)
+                               skip_blank_lines=True, float_precision="round_trip")
         return pd.read_parquet(path)
     except (ValueError, OSError, UnicodeDecodeError, pd.errors.ParserError) as e:
         kind = "CSV" if path.suffix == ".csv" else "Parquet"

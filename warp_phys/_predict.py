@@ -55,7 +55,8 @@ def predict(run, data: "str | Path | Dataset", *, horizon: int | None = None):
     mask = Forecast().inference_mask(len(x), total, context)
     mean = run.normaliser.inverse(predict_outputs(run.load_model(), x, mask).astype(np.float64))
     dt = (dataset.t[-1] - dataset.t[0]) / (len(dataset.t) - 1)
-    t = dataset.t[0] + dt * np.arange(total)
+    # The data's own times where it has them, then steps of dt past its end.
+    t = np.concatenate([dataset.t, dataset.t[-1] + dt * np.arange(1, max(1, total - steps + 1))])[:total]
     ids = _ids(dataset)
     k = np.arange(1, total)  # output k - 1 forecasts step k
     frame = {"trajectory": np.repeat(ids, len(k)), "step": np.tile(k, len(ids)),

@@ -106,20 +106,39 @@ def _load(path: Path, like):
 
 def read_history(path: Path, last_epoch: int) -> list[dict]:
     """The metric records up to `last_epoch`; later ones (lost with the crash) are dropped
-    from the file too, and so is a torn line (a crash in mid-write), with a warning."""
-    records, torn = [], 0
-    for line in path.read_text(errors="replace").splitlines() if path.is_file() else []:
+    from the file too, and so is a line that does not parse, with a warning naming it and
+    the epochs whose record is then missing (they are not trained again: the checkpoint
+    holds them)."""
+    records, unreadable = [], []
+    lines = path.read_text(errors="replace").splitlines() if path.is_file() else []
+    for number, line in enumerate(lines, 1):
         try:
             record = json.loads(line)
         except ValueError:
-            torn += 1
+            unreadable.append(number)
             continue
         if isinstance(record, dict) and record.get("epoch", last_epoch + 1) <= last_epoch:
             records.append(record)
-    if torn:
-        warnings.warn(f"{path}: dropped {torn} torn line(s) (a crash in mid-write)", stacklevel=2)
+    if unreadable:
+        kept = {r.get("epoch") for r in records}
+        lost = [e for e in range(1, last_epoch + 1) if e not in kept]
+        what = (f"the records of epoch(s) {', '.join(map(str, lost))} are lost, the training "
+                "they did is kept in the checkpoint" if lost else "no record up to the "
+                "checkpoint is lost")
+        warnings.warn(f"{path}: dropped {len(unreadable)} unreadable line(s) (line "
+                      f"{', '.join(map(str, unreadable))}); {what}", stacklevel=2)
     atomic_write(path, lambda f: f.write("".join(json.dumps(r) + "\n" for r in records).encode()))
     return records
+
+
+def _seal(data: dict) -> str:
+    return sha256(json.dumps(data, sort_keys=True).encode())
+
+
+def _sealed(data: dict) -> dict:
+    """`data` with the SHA-256 of its canonical JSON under "sha256": an edit by hand that
+    still parses (a seed changed) is caught when the run is opened."""
+    return {**data, "sha256": _seal(data)}
 
 
 def _config(path: Path, data: dict) -> FitConfig:
@@ -152,8 +171,8 @@ class Run:
         (with the system's and the data's hashes), `status.json`, `env.json`, `plots/`."""
         run = cls(path, config, normaliser, hashes)
         run.acquire()
-        write_json(path / "config.json", {**config.to_json(), "normaliser": normaliser.to_json(),
-                                          "hashes": hashes})
+        write_json(path / "config.json", _sealed({**config.to_json(), "hashes": hashes,
+                                                  "normaliser": normaliser.to_json()}))
         run.set_state("running")
         write_json(path / "env.json", environment)
         (path / "plots").mkdir(exist_ok=True)
@@ -169,7 +188,13 @@ class Run:
         file = path / "config.json"
         if not file.is_file():
             raise WarpPhysError(f"{path} is not a run directory (no config.json)")
-        return read_json(file, fix="the run cannot be read; train it again")
+        data = read_json(file, fix="the run cannot be read; train it again")
+        seal = data.pop("sha256", None)  # runs made before seals have none
+        if seal is not None and seal != _seal(data):
+            raise WarpPhysError(f"{file} was edited since the run wrote it (its sha256 no longer "
+                                "matches): the model and metrics belong to the configuration it "
+                                "had; restore the file, or train a new run with the new options")
+        return data
 
     @classmethod
     def open(cls, path) -> "Run":
@@ -186,7 +211,13 @@ class Run:
         """Fail if the system's declaration changed since the run was trained: its model,
         normaliser and data belong to the old one."""
         recorded = self.hashes.get("system")
-        current = self.system.hash
+        system = self.system
+        current = system.hash
+        if recorded is not None and recorded != current and system.measured is not None:
+            raise WarpPhysError(
+                f"run {self.path} was trained on {system.measured.path} (hash {recorded[:12]}), "
+                f"which now hashes to {current[:12]} (the file or its law was edited): train a "
+                "new run, or restore the file to use this one")
         if recorded is not None and recorded != current:
             raise WarpPhysError(
                 f"run {self.path} was trained on system {self.config.system!r} with declaration "
@@ -281,7 +312,8 @@ class Run:
         before, after = _config(self.path, data).flat(), config.flat()
         changed = {k: [before[k], v] for k, v in after.items() if before.get(k) != v}
         history = data.get("resumed", []) + [{"after_epoch": epoch, "changed": changed}]
-        write_json(self.path / "config.json", {**data, **config.to_json(), "resumed": history})
+        write_json(self.path / "config.json", _sealed({**data, **config.to_json(),
+                                                       "resumed": history}))
         self.config = config
         self.set_state("running")
 
@@ -295,14 +327,18 @@ class Run:
         return model, opt_state, header
 
     def log(self, record: dict) -> None:
-        """Append one epoch's record to `metrics.jsonl`."""
+        """Append one epoch's record to `metrics.jsonl`, on disk before the checkpoint
+        that follows it (so a checkpoint never outlives its epoch's record)."""
         with open(self.path / "metrics.jsonl", "a") as f:
             f.write(json.dumps(record) + "\n")
+            f.flush()
+            os.fsync(f.fileno())
 
     @property
     def metrics(self) -> dict:
         return read_json(self.path / "metrics.json",
-                         fix="recompute it with warp-phys evaluate, or train the run again")
+                         fix="warp-phys evaluate RUN still prints the test metrics; "
+                         "warp-phys study trains such a run again")
 
     def save_metrics(self, summary: dict) -> None:
         write_json(self.path / "metrics.json", summary)

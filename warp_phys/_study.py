@@ -45,9 +45,17 @@ def find_run(runs_dir: Path, config: FitConfig) -> Run | None:
             continue
         # Only a run of this very declaration (an edited system file makes its runs stale).
         if (run.config.to_json() == wanted and run.hashes.get("system") == system.hash
-                and run.state()["state"] == "finished" and (path / "metrics.json").is_file()):
+                and run.state()["state"] == "finished" and _readable_metrics(run)):
             return run
     return None
+
+
+def _readable_metrics(run: Run) -> bool:
+    """Whether the run's metrics.json is there and parses (a damaged one: train again)."""
+    try:
+        return bool(run.metrics)
+    except (OSError, WarpPhysError):
+        return False
 
 
 def box_distance(system: System, params: np.ndarray) -> np.ndarray:

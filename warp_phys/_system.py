@@ -45,6 +45,8 @@ class Measurements:
     - `rule`: how trajectories were assigned to splits (its `split` column, or a seeded
       draw by trajectory).
     - `same_start`: whether every trajectory starts from the same state.
+    - `classes`: the class names of labelled measurements (a classification task), else
+      empty.
     """
 
     path: str
@@ -52,6 +54,7 @@ class Measurements:
     splits: tuple[str, ...]
     rule: str
     same_start: bool = False
+    classes: tuple[str, ...] = ()
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
 
 
@@ -382,7 +385,7 @@ class System:
                                 f"or task={task!r}")
         if self.label is not None:
             task = Classify()
-        elif isinstance(task, Classify):
+        elif isinstance(task, Classify) and not (self.measured and self.measured.classes):
             raise WarpPhysError(f"{where}: wp.Classify() needs label=<a wp.Choice parameter>")
         task.check(self.steps)
         return task
@@ -500,6 +503,8 @@ class System:
     @property
     def classes(self) -> tuple[str, ...]:
         """Class names for classification systems (empty otherwise)."""
+        if self.measured is not None and self.measured.classes:
+            return self.measured.classes
         if self.label is None:
             return ()
         return tuple(f"{v:g}" for v in self.parameters[self.label]._values("train"))

@@ -218,16 +218,26 @@ class Classify(AbstractTask):
         return classes
 
     def loss(self, mean, sigma, targets, labels, *, masked=False):
-        return optax.softmax_cross_entropy_with_integer_labels(mean[:, -1], labels).mean()
+        logits = mean[:, -1]
+        if masked:  # sequences of different lengths: each is read at its last sample
+            last = _last_observed(jnp.isfinite(targets).any(axis=-1), jnp)
+            logits = mean[jnp.arange(mean.shape[0]), last]
+        return optax.softmax_cross_entropy_with_integer_labels(logits, labels).mean()
 
     def metrics(self, outputs, data, normaliser):
-        logits = outputs[:, -1]
+        last = _last_observed(np.isfinite(data.targets).any(axis=-1), np)
+        logits = outputs[np.arange(len(outputs)), last]
         ce = optax.softmax_cross_entropy_with_integer_labels(logits, data.labels).mean()
         return {"accuracy": float(np.mean(logits.argmax(-1) == data.labels)),
                 "cross_entropy": float(ce), "n": len(data)}
 
     def score(self, metrics):
         return 1 - metrics["accuracy"]
+
+
+def _last_observed(observed, xp):
+    """The index of each sequence's last observed step, from `observed` (n, T)."""
+    return xp.max(xp.where(observed, xp.arange(observed.shape[1]), 0), axis=1)
 
 
 TASKS = {cls.name: cls for cls in (Forecast, RepeatCopy, Classify)}

@@ -144,7 +144,8 @@ trains on. The model, the data, the seed and the optimiser's kind stay the run's
 def resumed_config(config: FitConfig, changes: dict) -> FitConfig:
     """`config` with `changes` (flat names, None: unchanged) for a resumed run; a change
     that cannot apply to a run under way is a `WarpPhysError` naming it."""
-    changes = {k: v for k, v in changes.items() if v is not None}
+    current = config.flat()  # an option given with the run's own value changes nothing
+    changes = {k: v for k, v in changes.items() if v is not None and current.get(k) != v}
     fixed = sorted(k for k in changes if k not in RESUMABLE)
     if fixed:
         raise ConfigError("resume", fixed[0], "cannot change on a resumed run (its model and "
