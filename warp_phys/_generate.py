@@ -174,13 +174,7 @@ def _simulate_split(system, split, n, seed, rtol, atol, progress) -> Dataset:
     join = lambda blocks: blocks[0] if len(blocks) == 1 else np.concatenate(blocks)  # noqa: E731
     y, params = join(blocks_y), join(blocks_draws)[:, :n_params]
     y0 = y[:, 0, :]
-    clean = {}
-    if system.noise:  # its own stream: the draws and the task's are the same without it
-        clean = {"clean": y}
-        y = add_noise(y, tuple(system.noise.get(s) for s in system.state),
-                      split_rng(seed, split, 2))
-    if system.sampling is not None:  # gaps and shorter runs, from a stream of their own
-        y = system.sampling.apply(y, split_rng(seed, split, 3))
+    y, clean = _observed(system, y, seed, split)
     if failed:
         warnings.warn(_failure_message(system, split, failed, n, fatal=False), GenerationWarning,
                       stacklevel=3)
@@ -218,6 +212,20 @@ def _simulate_split(system, split, n, seed, rtol, atol, progress) -> Dataset:
     meta = json.loads(json.dumps(meta))  # exactly what a save/load round trip gives
     return Dataset(t=ts, y=y, inputs=inputs, targets=targets, params=params, y0=y0,
                    labels=labels, extras={**extras, **clean}, meta=meta)
+
+
+def _observed(system: System, y: np.ndarray, seed: int, split: str) -> tuple[np.ndarray, dict]:
+    """The simulated `y` as the declaration observes it (its noise, its sampling), each
+    drawn from a stream of its own so the draws and solves are the same without them, and
+    the extras that keep the truth (`{"clean": y}` when there is noise)."""
+    clean = {}
+    if system.noise:
+        clean = {"clean": y}
+        y = add_noise(y, tuple(system.noise.get(s) for s in system.state),
+                      split_rng(seed, split, 2))
+    if system.sampling is not None:  # gaps and shorter runs
+        y = system.sampling.apply(y, split_rng(seed, split, 3))
+    return y, clean
 
 
 def _failure_message(system, split, failed, count, *, fatal) -> str:
