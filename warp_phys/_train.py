@@ -268,6 +268,8 @@ def _check(config: FitConfig, system: System) -> None:
 def _train(configs: list[FitConfig], *, runs_dir, resume, progress: bool) -> list[Run]:
     system = configs[0].load_system()
     _check(configs[0], system)
+    if resume is not None:  # a stale run is refused before its new data is simulated
+        Run.open(resume).check_system()
     prepared = [_prepare(c, system, resume, progress) for c in configs]
     if not _stackable([model for model, _ in prepared]):
         # A grey-box root keeps its seed's normaliser as static data: no common structure,
