@@ -41,15 +41,22 @@ from ._normalise import Normaliser
 MODEL_FORMAT = 1
 
 
-def new_run_dir(root: Path, system: str, model: str) -> Path:
-    """A new, empty run directory under `root/system/model/`, named for the time; created
-    atomically, so concurrent runs never take one name (a taken name gets a suffix)."""
+def run_folder(root: Path, system: str, model: str) -> Path:
+    """`root/system/model/`, made if needed: where a model's runs of a system go. Called
+    before any data is made, so a bad `--out` fails first."""
     folder = Path(root) / system / model
     try:
         folder.mkdir(parents=True, exist_ok=True)
     except (FileExistsError, NotADirectoryError):
         raise WarpPhysError(f"cannot make run directories in {folder}: a file stands where a "
-                            "folder should; choose another --out (runs_dir=)") from None
+                            "folder should; choose another --out (runs_dir= in Python)") from None
+    return folder
+
+
+def new_run_dir(root: Path, system: str, model: str) -> Path:
+    """A new, empty run directory under `root/system/model/`, named for the time; created
+    atomically, so concurrent runs never take one name (a taken name gets a suffix)."""
+    folder = run_folder(root, system, model)
     stamp = datetime.datetime.now().strftime("%Y%m%d-%H%M%S")
     suffix = 0
     while True:

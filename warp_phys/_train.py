@@ -30,7 +30,7 @@ from ._optimiser import lr_scale
 from ._options import ConfigError
 from ._registry import load_system
 from ._report import finish
-from ._run import Run, data_hashes, environment, new_run_dir, read_history
+from ._run import Run, data_hashes, environment, new_run_dir, read_history, run_folder
 from ._system import System
 
 
@@ -270,6 +270,8 @@ def _train(configs: list[FitConfig], *, runs_dir, resume, progress: bool) -> lis
     _check(configs[0], system)
     if resume is not None:  # a stale run is refused before its new data is simulated
         Run.open(resume).check_system()
+    else:  # and a bad --out before any data is simulated
+        run_folder(runs_dir, system.name, configs[0].model.name)
     prepared = [_prepare(c, system, resume, progress) for c in configs]
     if not _stackable([model for model, _ in prepared]):
         # A grey-box root keeps its seed's normaliser as static data: no common structure,
