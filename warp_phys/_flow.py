@@ -39,8 +39,8 @@ ADAPTIVE_OPTIONS = ("solver", "rtol", "atol", "max_steps", "norm", "dtmin", "chu
 
 STIFF_STEPS = 20_000
 """Steps of an explicit batch solve above which `ODEFlow.settle` tries its implicit
-`stiff_solver`: a batch of 8 Lotka-Volterra trajectories takes 305 steps with Dopri8;
-Robertson's kinetics over [0, 40] takes 31,982 with Dopri8 and 691 with Kvaerno5."""
+`stiff_solver`: far above what the non-stiff built-in systems take, well below what
+Dopri8 takes on Robertson's kinetics (`python benchmarks/stiff.py` times the hand-over)."""
 
 
 class StiffnessWarning(UserWarning):
@@ -268,8 +268,7 @@ class ODEFlow(AbstractFlow):
     - `solver`: a Diffrax solver with an error estimate (`diffrax.Dopri8()`; an implicit
       one such as `diffrax.Kvaerno5()` for stiff systems). An implicit solver solves
       each trajectory on its own (`jax.vmap`): its Newton step on a whole batch would
-      factor one dense (n d) x (n d) Jacobian; 64 Robertson trajectories took 1.87 s as a
-      batch and 0.20 s each on their own.
+      factor one dense (n d) x (n d) Jacobian.
     - `stiff_solver`: the implicit solver `settle` hands over to when the explicit
       `solver` runs out of `max_steps` on a batch, or needs more than `STIFF_STEPS`
       steps and the implicit one solves every trajectory of it in under a quarter of
@@ -410,6 +409,12 @@ class ODEFlow(AbstractFlow):
             ys, ok, _ = self._solve_each(ts, params, y0)
         return ys, ok
 
+    def _each(self, ts, params, y0):
+        """`_solve_each` as NumPy (ys, ok): the batch already failed once, so it is not
+        solved as a batch again."""
+        ys, ok, _ = self._solve_each(ts, params, y0)
+        return np.asarray(ys), np.asarray(ok)
+
     def settle(self, ts, params, y0):
         if self.stiff_solver is None or self.implicit:
             return self, *self.simulate(ts, params, y0)
@@ -420,12 +425,13 @@ class ODEFlow(AbstractFlow):
             if ok and steps <= STIFF_STEPS:
                 return self, np.asarray(ys), np.ones(ys.shape[0], dtype=bool)
             if not (ok or exhausted):  # a trajectory blew up: not a matter of stiffness
-                return self, *self.simulate(ts, params, y0)
+                return self, *self._each(ts_, params_, y0_)
             stiff = dataclasses.replace(self, solver=self.stiff_solver, stiff_solver=None)
             ys_i, ok_i, steps_i = stiff._solve_each(ts_, params_, y0_)
             if not bool(ok_i.all()) or (ok and 4 * int(steps_i) >= steps):
-                return self, *(self.simulate(ts, params, y0) if not ok else
-                               (np.asarray(ys), np.ones(ys.shape[0], dtype=bool)))
+                if ok:  # the explicit batch finished: keep it
+                    return self, np.asarray(ys), np.ones(ys.shape[0], dtype=bool)
+                return self, *self._each(ts_, params_, y0_)
         warnings.warn(StiffnessWarning(
             f"this system looks stiff: {type(self.solver).__name__} "
             + (f"took {steps:,} steps" if ok else f"ran out of its {self.max_steps:,} steps")

@@ -13,7 +13,7 @@ from ._dataset import DamagedDataset, Dataset, held
 from ._errors import WarpPhysError
 from ._flow import AbstractFlow
 from ._noise import add_noise
-from ._simulate import initial_states
+from ._simulate import chunk_size, initial_states
 from ._splits import check_split, sample_draws, split_rng
 from ._system import System
 
@@ -144,7 +144,7 @@ def _simulate_split(system, split, n, seed, rtol, atol, progress) -> Dataset:
     draw_rng, task_rng = split_rng(seed, split, 0), split_rng(seed, split, 1)
     n_params = len(system.free_parameters)
     ts = np.linspace(*system.t_span, system.steps)
-    chunk = compiled.flow.chunk_size(n)
+    chunk = chunk_size(compiled, n)
     key = (system.hash, rtol, atol)
     simulate = _simulator(compiled, key)
 

@@ -50,10 +50,11 @@ class _Table:
     """The trajectories of a file: ids, one time grid, states (n, T, d), parameters
     (n, P), splits (n,) or None, and their names."""
 
-    def __init__(self, path, ids, t, y, params, split, state_names, param_names, labels=None):
+    def __init__(self, path, ids, t, y, params, split, state_names, param_names, labels=None,
+                 classes=()):
         self.path, self.ids, self.t, self.y, self.params = path, ids, t, y, params
         self.split, self.state_names, self.param_names = split, state_names, param_names
-        self.labels = labels  # class indices (n,) of labelled data, else None
+        self.labels, self.classes = labels, classes  # class indices (n,) and names, if labelled
 
 
 def is_measured(name_or_path) -> bool:
@@ -131,10 +132,8 @@ def _uea_table(source: str) -> _Table:
     y, labels, classes, split = uea.read(source)
     ids = [f"{s}-{i}" for i, s in enumerate(split)]
     names = tuple(f"c{j}" for j in range(y.shape[2]))
-    table = _Table(source, ids, np.arange(y.shape[1], dtype=np.float64), y,
-                   np.zeros((len(y), 0)), split, names, (), labels=labels)
-    table.classes = classes
-    return table
+    return _Table(source, ids, np.arange(y.shape[1], dtype=np.float64), y,
+                  np.zeros((len(y), 0)), split, names, (), labels=labels, classes=classes)
 
 
 def _uea_system(source: str, context: int | None) -> System:
@@ -311,10 +310,23 @@ def _file_sha256(path: Path) -> str:
 # --- reading and checking a file ---------------------------------------------------------
 
 
+_TABLES: dict[tuple, _Table] = {}
+
+
 def _read(path: Path, splits: bool = True) -> _Table:
-    """The file's trajectories; `splits=False` ignores its split column."""
+    """The file's trajectories; `splits=False` ignores its split column. A file is parsed
+    once per process while it stays the same (size and modification time): a run reads
+    its system and then its splits from it."""
     if not path.is_file():
         raise WarpPhysError(f"no file {path}: check the path")
+    stat = path.stat()
+    key = (path.resolve(), stat.st_mtime_ns, stat.st_size, splits)
+    if key not in _TABLES:
+        _TABLES[key] = _parse(path, splits)
+    return _TABLES[key]
+
+
+def _parse(path: Path, splits: bool) -> _Table:
     if path.suffix.lower() == ".npz":
         table = _read_npz(path)
     else:

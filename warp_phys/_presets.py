@@ -24,7 +24,6 @@ from ._models import (
 from ._optimiser import AdaBelief, optimiser_class
 from ._registry import load_system
 from ._system import System
-from ._tasks import Classify
 
 
 def quick(system: System) -> dict:
@@ -34,14 +33,9 @@ def quick(system: System) -> dict:
     theta_0 where every trajectory starts from the same state, and for WARP-Phys the
     physics run one interval from each step's input where the law has a starting state.
     """
-    # A classifier never feeds its outputs back, so nothing needs bounding (the paper's
-    # classification runs use no final activation): on JapaneseVowels the clip left test
-    # accuracy at 88.6% (best epoch 5 of 40); none and 100 epochs: 91.6% (92.4% in
-    # batches of 64, but BasicMotions' 34 training series then make one step an epoch).
-    classify = dict(final="none", epochs=100) if isinstance(system.task, Classify) else {}
     return {
         "*": dict(n_train=1024, n_val=256, n_test=512,
-                  init="learned" if system.fixed_initial_state else "hypernetwork", **classify),
+                  init="learned" if system.fixed_initial_state else "hypernetwork", **system.task.quick),
         # On msd, seed 0, WARP-Phys's validation MSE reached 0.146 at epoch 25 from each
         # step's input, against 2.29 at best (then a collapse to 107) from x0. A closed
         # form has no starting state.
