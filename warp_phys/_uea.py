@@ -35,7 +35,7 @@ def files(source: str) -> tuple[Path, Path]:
     folder = root / name
     pair = folder / f"{name}_TRAIN.ts", folder / f"{name}_TEST.ts"
     if not all(p.is_file() for p in pair):
-        shipped = sorted(p.parent.name for p in root.glob("*/*_TRAIN.ts"))
+        shipped = sorted({p.parent.name for p in root.glob("*/*_TRAIN.ts")})
         raise WarpPhysError(f"aeon ships no classification problem {name!r}; it ships "
                             f"{', '.join(shipped)}")
     return pair
