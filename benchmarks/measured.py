@@ -2,8 +2,10 @@
 written-down law) fitted to a CSV file, compared in and out of distribution, in one run.
 
 A damped pendulum is simulated with SciPy (`solve_ivp`, DOP853, rtol 1e-10; nothing of
-warp-phys's simulator), sampled on a uniform grid of 100 points over 5 s, with Gaussian
-observation noise (std 0.02 rad on theta, 0.05 rad/s on omega). Lengths 0.75-1.5 m and
+warp-phys's simulator) and sampled as a logger would: 100 samples over 5 s at irregular
+times (each of samples 1..99 up to 60% of the nominal step early, so the gaps run from 0.4
+to 1.6 of it and differ between runs), with Gaussian observation noise (std 0.02 rad on
+theta, 0.05 rad/s on omega) and 5% of the omega cells empty. Lengths 0.75-1.5 m and
 damping 0.1-0.3 /s for train, val and test-id; test-ood has lengths 0.4-0.7 m or 1.6-2.5
 m (faster or slower swings than any training run). The file is long format with a split
 column and the true parameters as `p:length`, `p:damping`; the law is
@@ -29,6 +31,8 @@ from _common import machine, write_result
 
 HERE = Path(__file__).parent
 NOISE = {"theta": 0.02, "omega": 0.05}
+JITTER = 0.6  # a sample may come up to this share of the nominal step early
+MISSING = 0.05  # the share of empty omega cells (after the first sample)
 
 
 def pendulum(length, damping, theta0, ts):
@@ -47,12 +51,16 @@ def draw(split, n, rng):
 
 
 def write_file(path: Path, sizes: dict, seed: int) -> None:
-    rng, ts, frames = np.random.default_rng(seed), np.linspace(0.0, 5.0, 100), []
+    rng, grid, frames = np.random.default_rng(seed), np.linspace(0.0, 5.0, 100), []
     for split, n in sizes.items():
         for i, (length, damping, theta0) in enumerate(zip(*draw(split, n, rng))):
+            early = JITTER * rng.random(len(grid) - 1) * (grid[1] - grid[0])
+            ts = np.concatenate([grid[:1], grid[1:] - early])
             y = pendulum(length, damping, theta0, ts)
             noisy = {name: y[:, j] + rng.normal(0.0, std, len(ts))
                      for j, (name, std) in enumerate(NOISE.items())}
+            empty = rng.random(len(ts)) < MISSING
+            noisy["omega"][1:][empty[1:]] = np.nan
             frames.append(pd.DataFrame({"trajectory": f"{split}-{i}", "t": ts, **noisy,
                                         "p:length": length, "p:damping": damping,
                                         "split": split}))
@@ -85,7 +93,8 @@ def main():
         + (f" --n-train {args.n_train}" if args.n_train != 256 else "")
         + (f" --epochs {args.epochs}" if args.epochs != 100 else "")
         + (f" --physics-form {args.physics_form}" if args.physics_form else ""),
-        "sizes": sizes, "noise_std": NOISE, "epochs": args.epochs, "models": rows,
+        "sizes": sizes, "noise_std": NOISE, "jitter": JITTER, "missing_omega": MISSING,
+        "epochs": args.epochs, "models": rows,
         "ood_mse_ratio_warp_over_warp_phys": ood["warp"] / ood["warp-phys"],
         "machine": machine()})
 

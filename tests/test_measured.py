@@ -203,8 +203,6 @@ MALFORMED = {
                   r"column 'split': 'test' is not one of train, val, test-id, test-ood"),
     "control input": (lambda f: f.assign(**{"u:force": 0.0}),
                       r"column 'u:force': control inputs are not supported"),
-    "irregular": (lambda f: _retime(f, [256 + 3], [f["t"][256 + 3] + 1e-3]),
-                  r"trajectory 'train-1' is sampled at t=0.0127647, off the common grid"),
     "twice": (lambda f: "trajectory,t,x,x\n", r"the header names 'x' twice"),
     "not csv": (lambda f: "trajectory,t,x\n\"a,1,2\n", r"not a readable CSV file"),
     "parameter varies": (lambda f: f.assign(**{"p:k": np.arange(len(f), dtype=float)}),

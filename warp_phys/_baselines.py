@@ -23,6 +23,7 @@ import jax.random as jr
 import numpy as np
 from jaxtyping import Array, Float, PRNGKeyArray
 
+from ._times import CHANNELS, step_times
 from ._feedback import bounded, feedback_scan
 
 
@@ -144,13 +145,18 @@ class RNN(AbstractBaseline):
     out_size: int = eqx.field(static=True)
     steps: int = eqx.field(static=True)
     bound: float | None = eqx.field(static=True, default=None)
+    timed: bool = eqx.field(static=True, default=False)
 
     def __check_init__(self):
         _check_steps(self.steps)
 
     def _step(self, state, x_in, k):
-        tau = jnp.asarray(k / (self.steps - 1), x_in.dtype)
-        state = self.cell(jnp.concatenate([x_in, tau[None]]), state)
+        if self.timed:  # the input holds tau_k and tau_{k+1} (`_times.py`)
+            features = x_in
+        else:
+            tau = jnp.asarray(k / (self.steps - 1), x_in.dtype)
+            features = jnp.concatenate([x_in, tau[None]])
+        state = self.cell(features, state)
         h = state[0] if isinstance(self.cell, eqx.nn.LSTMCell) else state
         return state, h, self.readout(h)
 
@@ -165,20 +171,22 @@ class RNN(AbstractBaseline):
         return means.swapaxes(0, 1), hs
 
 
-def _make_rnn(cell_type, data_size, out_size, steps, hidden, bound, dtype, key) -> RNN:
+def _make_rnn(cell_type, data_size, out_size, steps, hidden, bound, timed, dtype, key) -> RNN:
     cell_key, readout_key = jr.split(key)
     return RNN(
-        cell=cell_type(data_size + 1, hidden, dtype=dtype, key=cell_key),
+        cell=cell_type(data_size + (CHANNELS if timed else 1), hidden, dtype=dtype, key=cell_key),
         readout=eqx.nn.Linear(hidden, out_size, dtype=dtype, key=readout_key),
         data_size=data_size,
         out_size=out_size,
         steps=steps,
         bound=bound,
+        timed=timed,
     )
 
 
 def make_gru(data_size: int, out_size: int, steps: int, *, hidden: int,
-             bound: float | None = None, dtype=jnp.float32, key: PRNGKeyArray) -> RNN:
+             bound: float | None = None, timed: bool = False, dtype=jnp.float32,
+             key: PRNGKeyArray) -> RNN:
     """Build a GRU baseline (see `RNN`).
 
     **Arguments:**
@@ -190,17 +198,22 @@ def make_gru(data_size: int, out_size: int, steps: int, *, hidden: int,
     - `hidden`: the size of the hidden state h.
     - `bound`: clip every forecast to [-bound, bound] before it is fed back or scored
       (None: no clip); `--final clip --clip-bound B` sets it for every baseline.
+    - `timed`: the inputs end in the time channels of irregularly sampled data
+      (`_times.py`); the cell reads them in place of the uniform tau_k.
     - `dtype`: the parameters' dtype.
     - `key`: a JAX PRNG key.
     """
-    return _make_rnn(eqx.nn.GRUCell, data_size, out_size, steps, hidden, bound, dtype, key)
+    return _make_rnn(eqx.nn.GRUCell, data_size, out_size, steps, hidden, bound, timed, dtype,
+                     key)
 
 
 def make_lstm(data_size: int, out_size: int, steps: int, *, hidden: int,
-              bound: float | None = None, dtype=jnp.float32, key: PRNGKeyArray) -> RNN:
+              bound: float | None = None, timed: bool = False, dtype=jnp.float32,
+              key: PRNGKeyArray) -> RNN:
     """Build an LSTM baseline (see `RNN`); the arguments are those of `make_gru`, with
     `hidden` the size of each of h and the cell state c."""
-    return _make_rnn(eqx.nn.LSTMCell, data_size, out_size, steps, hidden, bound, dtype, key)
+    return _make_rnn(eqx.nn.LSTMCell, data_size, out_size, steps, hidden, bound, timed, dtype,
+                     key)
 
 
 # ------------------------------------------------------------------------------ Neural ODE
@@ -218,7 +231,8 @@ class NeuralODE(AbstractBaseline):
     lets the vector field adapt to the trajectory at hand. F is the declared vector
     field in physical units, m and s the normaliser's shift and scale, and p a trainable
     parameter vector (kept as log p when it starts positive). The known-physics term is
-    absent without a vector field. t_k = t_0 + k dt with dt the sampling interval. For
+    absent without a vector field. t_k = t_0 + k dt with dt the sampling interval;
+    with irregular sampling t_k is the sample's own time and dt its gap to the next. For
     classification `mean_k = W [y(t_k + dt), c_k] + b` holds the logits instead, while
     unforced steps still read the forecast y.
 
@@ -244,6 +258,7 @@ class NeuralODE(AbstractBaseline):
     out_size: int = eqx.field(static=True)
     steps: int = eqx.field(static=True)
     bound: float | None = eqx.field(static=True, default=None)
+    timed: bool = eqx.field(static=True, default=False)
 
     def __check_init__(self):
         _check_steps(self.steps, self.dt)
@@ -275,14 +290,20 @@ class NeuralODE(AbstractBaseline):
         return dy
 
     def forecast(self, y: Float[Array, " d"], code: Float[Array, " c"],
-                 t: Float[Array, ""]) -> Float[Array, " d"]:
-        """y(t + dt), the solution started from y at time t with code c."""
-        return _solve(diffrax.ODETerm(self.rhs), self.dt, y, args=(code, t))
+                 t: Float[Array, ""], gap=None) -> Float[Array, " d"]:
+        """y(t + gap), the solution started from y at time t with code c (gap: dt)."""
+        return _solve(diffrax.ODETerm(self.rhs), self.dt if gap is None else gap, y,
+                      args=(code, t))
 
     def _step(self, code, x_in, k):
         code = self.encoder(x_in, code)
-        t = jnp.asarray(self.t0 + k * self.dt, x_in.dtype)
-        y = self.forecast(x_in, code, t)
+        if self.timed:  # from this sample's own time over the real gap to the next
+            tau, tau_next = step_times(x_in, k, self.steps, True)
+            span = self.dt * (self.steps - 1)
+            y = self.forecast(x_in[: self.data_size], code, self.t0 + tau * span,
+                              (tau_next - tau) * span)
+        else:
+            y = self.forecast(x_in, code, jnp.asarray(self.t0 + k * self.dt, x_in.dtype))
         mean = y if self.classifier is None else self.classifier(jnp.concatenate([y, code]))
         return code, code, mean
 
@@ -334,6 +355,7 @@ def make_node(
     t0: float = 0.0,
     classify: bool = False,
     bound: float | None = None,
+    timed: bool = False,
     dtype=jnp.float32,
     key: PRNGKeyArray,
 ) -> NeuralODE:
@@ -355,6 +377,8 @@ def make_node(
     - `t0`: the physical time of step 0 (for a time-dependent vector field).
     - `classify`: add a linear classifier of (y, c_k) and return logits.
     - `bound`: clip every forecast to [-bound, bound] before it is fed back or scored.
+    - `timed`: the inputs end in the time channels of irregularly sampled data
+      (`_times.py`): the code reads them, and each forecast integrates over the real gap.
     - `dtype`, `key`: the parameters' dtype and a JAX PRNG key.
 
     With physics, the last layer of f_phi starts at zero, so the untrained model is
@@ -383,7 +407,8 @@ def make_node(
     classifier = (eqx.nn.Linear(data_size + code, out_size, dtype=dtype, key=classifier_key)
                   if classify else None)
     return NeuralODE(
-        encoder=eqx.nn.GRUCell(data_size, code, dtype=dtype, key=encoder_key),
+        encoder=eqx.nn.GRUCell(data_size + (CHANNELS if timed else 0), code, dtype=dtype,
+                               key=encoder_key),
         field=field,
         classifier=classifier,
         physics=physics,
@@ -397,6 +422,7 @@ def make_node(
         out_size=out_size,
         steps=steps,
         bound=bound,
+        timed=timed,
     )
 
 
@@ -427,7 +453,8 @@ class NeuralCDE(AbstractBaseline):
         dz     = f_phi(z) dX(t)                            (f_phi: hidden -> hidden x (1 + d))
         mean_k = W z(t_k) + b
 
-    with t_k = k dt. On [t_{k-1}, t_k] the path is the cubic Hermite segment through
+    with t_k = k dt, or each sample's own time with irregular sampling (`_times.py`; the
+    readout then also reads the gap to the sample it forecasts). On [t_{k-1}, t_k] the path is the cubic Hermite segment through
     x_in_{k-1} and x_in_k with the backward-difference slopes (x_in_{k-1} - x_in_{k-2}) / dt
     at its left end and (x_in_k - x_in_{k-1}) / dt at its right end (the first segment is
     a straight line). Building it needs nothing after x_in_k, so z(t_k), and the forecast
@@ -449,50 +476,73 @@ class NeuralCDE(AbstractBaseline):
     out_size: int = eqx.field(static=True)
     steps: int = eqx.field(static=True)
     bound: float | None = eqx.field(static=True, default=None)
+    timed: bool = eqx.field(static=True, default=False)
 
     def __check_init__(self):
         _check_steps(self.steps, self.dt)
 
     def control(self, t_prev: Float[Array, ""], x_prev: Float[Array, " d"], x: Float[Array, " d"],
-                slope_prev: Float[Array, " d"]) -> diffrax.CubicInterpolation:
-        """The path X = (t, x) on [t_prev, t_prev + dt]: the cubic from x_prev to x with
-        slope `slope_prev` at the left end and (x - x_prev) / dt at the right end.
+                slope_prev: Float[Array, " d"], h=None) -> diffrax.CubicInterpolation:
+        """The path X = (t, x) on [t_prev, t_prev + h]: the cubic from x_prev to x with
+        slope `slope_prev` at the left end and (x - x_prev) / h at the right end; h is the
+        time between the samples (dt unless given: irregular sampling).
 
-        The interpolation is over the local time s = t - t_prev in [0, dt], so
+        The interpolation is over the local time s = t - t_prev in [0, h], so
         `X(t_prev + s) = control(...).evaluate(s)`; the CDE sees only dX, which a shift of
         time leaves unchanged.
         """
+        h = self.dt if h is None else h
         one = jnp.ones((1,), x.dtype)
         zero = jnp.zeros((), x.dtype)
-        return _hermite(zero, zero + self.dt, jnp.concatenate([t_prev[None], x_prev]),
-                        jnp.concatenate([t_prev[None] + self.dt, x]),
+        return _hermite(zero, zero + h, jnp.concatenate([t_prev[None], x_prev]),
+                        jnp.concatenate([t_prev[None] + h, x]),
                         jnp.concatenate([one, slope_prev]),
-                        jnp.concatenate([one, (x - x_prev) / self.dt]))
+                        jnp.concatenate([one, (x - x_prev) / h]))
 
     def vector_field(self, t, z: Float[Array, " h"], args) -> Float[Array, "h c"]:
         """f_phi(z), the matrix that multiplies dX."""
         return self.field(z).reshape(z.shape[0], 1 + self.data_size)
 
-    def _step(self, z, t_prev, x_prev, x, slope_prev):
-        path = self.control(t_prev, x_prev, x, slope_prev)
+    def _out(self, z, x_in):
+        """The forecast from z(t_k); with irregular sampling the readout also reads the gap
+        to the sample it forecasts, in grid steps (1 on a uniform grid)."""
+        if not self.timed:
+            return self.readout(z)
+        tau, tau_next = step_times(x_in, 0, self.steps, True)
+        return self.readout(jnp.concatenate([z, ((tau_next - tau) * (self.steps - 1))[None]]))
+
+    def _step(self, z, t_prev, h, x_prev, x_in, slope_prev):
+        x = x_in[: self.data_size]
+        path = self.control(t_prev, x_prev, x, slope_prev, h)
         term = diffrax.ControlTerm(self.vector_field, path).to_ode()
-        z = _solve(term, self.dt, z, steps=CDE_SUBSTEPS)
-        return z, self.readout(z)
+        z = _solve(term, h, z, steps=CDE_SUBSTEPS)
+        return z, self._out(z, x_in)
+
+    def _gap(self, x_in, k, tau_prev):
+        """The time from the previous sample to this one, and this one's tau."""
+        if not self.timed:
+            return jnp.full(x_in.shape[:1], self.dt, x_in.dtype), tau_prev
+        tau = x_in[:, -2]
+        return (tau - tau_prev) * (self.dt * (self.steps - 1)), tau
 
     def _run(self, x, forced):
-        cell = jax.vmap(self._step, in_axes=(0, None, 0, 0, 0))
+        d = self.data_size
+        cell = jax.vmap(self._step)
         t = jnp.zeros((x.shape[0], 1), x.dtype)
-        z = jax.vmap(self.initial)(jnp.concatenate([t, x[:, 0]], axis=1))
-        mean = bounded(jax.vmap(self.readout)(z), self.bound)
+        z = jax.vmap(self.initial)(jnp.concatenate([t, x[:, 0, :d]], axis=1))
+        mean = bounded(jax.vmap(self._out)(z, x[:, 0]), self.bound)
 
         def step(carry, x_in, k):
-            z, x_prev, slope = carry
-            secant = (x_in - x_prev) / self.dt
+            z, x_prev, slope, tau_prev = carry
+            h, tau = self._gap(x_in, k, tau_prev)
+            secant = (x_in[:, :d] - x_prev) / h[:, None]
             slope = jnp.where(k == 1, secant, slope)
-            z, mean = cell(z, jnp.asarray((k - 1) * self.dt, x.dtype), x_prev, x_in, slope)
-            return (z, x_in, secant), z, mean
+            t_prev = jnp.broadcast_to(jnp.asarray((k - 1) * self.dt, x.dtype), h.shape)
+            z, mean = cell(z, t_prev, h, x_prev, x_in, slope)
+            return (z, x_in[:, :d], secant, tau), z, mean
 
-        carry = (z, x[:, 0], jnp.zeros_like(x[:, 0]))
+        tau0 = x[:, 0, -2] if self.timed else jnp.zeros(x.shape[:1], x.dtype)
+        carry = (z, x[:, 0, :d], jnp.zeros_like(x[:, 0, :d]), tau0)
         _, zs, means = feedback_scan(step, carry, x, forced, mean, start=1, bound=self.bound)
         zs = jnp.concatenate([z[None], zs])
         means = jnp.concatenate([mean[None], means]).swapaxes(0, 1)
@@ -500,7 +550,8 @@ class NeuralCDE(AbstractBaseline):
 
 
 def make_ncde(data_size: int, out_size: int, steps: int, *, dt: float, hidden: int, depth: int,
-              bound: float | None = None, dtype=jnp.float32, key: PRNGKeyArray) -> NeuralCDE:
+              bound: float | None = None, timed: bool = False, dtype=jnp.float32,
+              key: PRNGKeyArray) -> NeuralCDE:
     """Build a Neural CDE baseline (see `NeuralCDE`).
 
     **Arguments:**
@@ -513,6 +564,8 @@ def make_ncde(data_size: int, out_size: int, steps: int, *, dt: float, hidden: i
     - `hidden`: the size of the state z and the width of f_phi.
     - `depth`: the number of hidden layers of f_phi.
     - `bound`: clip every forecast to [-bound, bound] before it is fed back or scored.
+    - `timed`: the inputs end in the time channels of irregularly sampled data
+      (`_times.py`): the path runs on the real times, and the readout reads the gap.
     - `dtype`: the parameters' dtype.
     - `key`: a JAX PRNG key.
     """
@@ -522,10 +575,12 @@ def make_ncde(data_size: int, out_size: int, steps: int, *, dt: float, hidden: i
         initial=eqx.nn.Linear(channels, hidden, dtype=dtype, key=initial_key),
         field=eqx.nn.MLP(hidden, hidden * channels, hidden, depth, activation=jax.nn.softplus,
                          final_activation=jnp.tanh, dtype=dtype, key=field_key),
-        readout=eqx.nn.Linear(hidden, out_size, dtype=dtype, key=readout_key),
+        readout=eqx.nn.Linear(hidden + (1 if timed else 0), out_size, dtype=dtype,
+                              key=readout_key),
         dt=float(dt),
         data_size=data_size,
         out_size=out_size,
         steps=steps,
         bound=bound,
+        timed=timed,
     )

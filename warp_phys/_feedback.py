@@ -16,12 +16,15 @@ from jaxtyping import Array, Float
 
 def select(forced_k: Float[Array, " b"], truth: Float[Array, "b d"],
            forecast: Float[Array, "b out"]) -> Float[Array, "b d"]:
-    """x_in_k: the truth where step k is forced, the model's own forecast elsewhere. A
-    model whose output is not a forecast of x (a classifier with out != d) always reads
-    the truth."""
-    if forecast.shape != truth.shape:
+    """x_in_k: the truth where step k is forced, the model's own forecast elsewhere. The
+    forecast replaces the leading channels (the states); channels after them are known
+    inputs (sample times, see `_times.py`) and always come from the data. A model whose
+    output is longer than its input (a classifier's logits) always reads the truth."""
+    n = forecast.shape[-1]
+    if n > truth.shape[-1]:
         return truth
-    return jnp.where(forced_k[:, None] > 0, truth, forecast)
+    fed = forecast if n == truth.shape[-1] else jnp.concatenate([forecast, truth[:, n:]], axis=-1)
+    return jnp.where(forced_k[:, None] > 0, truth, fed)
 
 
 def bounded(mean: Float[Array, "... out"], bound: float | None) -> Float[Array, "... out"]:

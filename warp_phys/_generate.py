@@ -5,6 +5,9 @@ import os
 import warnings
 from pathlib import Path
 
+import equinox as eqx
+import jax
+import jax.numpy as jnp
 import numpy as np
 from tqdm.auto import tqdm
 
@@ -16,6 +19,7 @@ from ._noise import add_noise
 from ._simulate import chunk_size, initial_states
 from ._splits import check_split, sample_draws, split_rng
 from ._system import System
+from ._times import with_channels
 
 
 MAX_FAILED_FRACTION = 0.5
@@ -174,12 +178,18 @@ def _simulate_split(system, split, n, seed, rtol, atol, progress) -> Dataset:
     join = lambda blocks: blocks[0] if len(blocks) == 1 else np.concatenate(blocks)  # noqa: E731
     y, params = join(blocks_y), join(blocks_draws)[:, :n_params]
     y0 = y[:, 0, :]
+    times = None
+    if system.timed:  # irregular sampling: each sample at a time of its own
+        times = system.sampling.times(ts, len(y), split_rng(seed, split, 4))
+        y = _off_grid(system, _SETTLED[key], ts, times, params, y, split)
     y, clean = _observed(system, y, seed, split)
     if failed:
         warnings.warn(_failure_message(system, split, failed, n, fatal=False), GenerationWarning,
                       stacklevel=3)
     inputs, targets, extras = system.task.build(y, task_rng)
     inputs = held(inputs)  # a model reads the last value seen where one is missing
+    if times is not None:
+        inputs, extras = with_channels(inputs, times, system.t_span), {**extras, "times": times}
     labels = (
         system.parameters[system.label].index(params[:, system.free_parameters.index(system.label)])
         if system.label is not None else np.zeros(0, dtype=np.int64)
@@ -212,6 +222,27 @@ def _simulate_split(system, split, n, seed, rtol, atol, progress) -> Dataset:
     meta = json.loads(json.dumps(meta))  # exactly what a save/load round trip gives
     return Dataset(t=ts, y=y, inputs=inputs, targets=targets, params=params, y0=y0,
                    labels=labels, extras={**extras, **clean}, meta=meta)
+
+
+def _off_grid(system, flow: AbstractFlow, ts, times, params, y, split) -> np.ndarray:
+    """The states at sample `times` (n, T): sample k >= 1 advanced by the flow from the grid
+    point before it (`times[:, k]` lies in (ts[k - 1], ts[k]]), sample 0 as simulated."""
+    with jax.enable_x64(True):
+        moved = np.asarray(_advance(flow, jnp.asarray(np.broadcast_to(ts[:-1], times[:, 1:].shape)),
+                                    jnp.asarray(times[:, 1:]), jnp.asarray(y[:, :-1]),
+                                    jnp.asarray(params, jnp.float64)))
+    if not np.isfinite(moved).all():
+        bad = int(np.flatnonzero(~np.isfinite(moved).all(axis=(1, 2)))[0])
+        raise WarpPhysError(f"system {system.name!r}, split {split!r}: trajectory {bad} could not "
+                            "be solved to its jittered sample times; lower Sampling(jitter=...) "
+                            "or loosen the tolerances")
+    return np.concatenate([y[:, :1], moved], axis=1)
+
+
+@eqx.filter_jit
+def _advance(flow, start, t, y, params):
+    per_sample = jax.vmap(flow.advance, in_axes=(0, 0, 0, None))
+    return jax.vmap(per_sample)(start, t, y, params)
 
 
 def _observed(system: System, y: np.ndarray, seed: int, split: str) -> tuple[np.ndarray, dict]:

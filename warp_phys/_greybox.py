@@ -105,6 +105,7 @@ class PhysicsRoot(AbstractRoot):
     label: int | None = eqx.field(static=True)
     previous: bool = eqx.field(static=True, default=False)
     dt: float = eqx.field(static=True, default=0.0)
+    timed: bool = eqx.field(static=True, default=False)
 
     @property
     def size(self) -> int:
@@ -145,18 +146,21 @@ class PhysicsRoot(AbstractRoot):
     def predict(self, p: Float[Array, " P"], tau: Float[Array, ""], x: Float[Array, " d"],
                 x0: Float[Array, " d"]) -> Float[Array, " d"]:
         """The root's output under parameters `p` (model units): the state at `tau`, from
-        the step's input `x` one interval earlier (`previous`) or from `x0`; the class
-        logits for a classifier."""
+        the step's input `x` one interval earlier (`previous`; with irregular sampling, at
+        the input's own time, `_times.py`) or from `x0`; the class logits for a
+        classifier."""
         if self.classes:
             value = p[self.label]
             half = self.half[self.index.index(self.label)]
             return -(((value - jnp.asarray(self.classes, value.dtype)) / half) ** 2)
         shift, scale = jnp.asarray(self.shift, x0.dtype), jnp.asarray(self.scale, x0.dtype)
+        d = len(self.shift)  # the states; known channels (sample times) follow them
         t = self.compiled.t0 + tau * self.span
         if self.previous:
-            start, y = t - self.dt, x * scale + shift
+            start = self.compiled.t0 + x[d] * self.span if self.timed else t - self.dt
+            y = x[:d] * scale + shift
         else:
-            start, y = self.compiled.t0, x0 * scale + shift
+            start, y = self.compiled.t0, x0[:d] * scale + shift
         # Compiled expressions may promote (Python floats under x64): keep the model's dtype.
         return (self.state(p, start, t, y).astype(x0.dtype) - shift) / scale
 
@@ -172,6 +176,7 @@ def physics_root(
     activation: str = "swish",
     reach: float = 3.0,
     previous: bool = False,
+    timed: bool = False,
     rtol: float = 1e-6,
     atol: float = 1e-6,
     max_steps: int = 4096,
@@ -194,6 +199,8 @@ def physics_root(
     - `previous`: start the physics from each step's input, one sampling interval before
       the forecast, instead of from the sequence's first observation (not for a closed
       form).
+    - `timed`: the inputs end in the time channels of irregularly sampled data
+      (`_times.py`).
     - `rtol`, `atol`, `max_steps`: the Diffrax solve, for systems with neither a linear
       matrix nor a closed form.
     - `dtype`, `key`: the weights' dtype and a JAX PRNG key.
@@ -238,6 +245,7 @@ def physics_root(
         shift=tuple(float(v) for v in np.broadcast_to(np.asarray(shift, float), (d,))),
         scale=tuple(float(v) for v in np.broadcast_to(np.asarray(scale, float), (d,))),
         classes=classes, label=label, previous=previous, dt=float(t1 - t0) / (system.steps - 1),
+        timed=timed,
     )
     return root, theta0
 
@@ -280,13 +288,16 @@ def inferred_parameters(model, x: np.ndarray, context: int, batch: int = 1024) -
     forecast window's tau for the `"mlp"` form. `x` is in model units."""
     root = model.root
     steps = x.shape[1]
-    taus = jnp.arange(context, steps) / (steps - 1)
+    # The times of the samples forecast after the context: tau_{k+1}, k = context-1..T-2.
+    taus = np.asarray(model.next_tau(jnp.asarray(x[:, context - 1 : -1]),
+                                     jnp.arange(context - 1, steps - 1)))
     forced = np.ones(x.shape[:2], np.float32)
     out = []
+    per_time = jax.vmap(root.parameters, in_axes=(None, 0))
     for i in range(0, len(x), batch):
         states = _states(model, jnp.asarray(x[i : i + batch]), jnp.asarray(forced[i : i + batch]))
         theta = states[context - 1]
-        p = jax.vmap(lambda th: jax.vmap(lambda tau: root.parameters(th, tau))(taus).mean(0))(theta)
+        p = jax.vmap(lambda th, tau: per_time(th, tau).mean(0))(theta, taus[i : i + batch])
         out.append(np.asarray(p))
     return np.concatenate(out)
 

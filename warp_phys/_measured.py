@@ -12,13 +12,15 @@ A `.csv` or `.parquet` file is long format, one row per observation:
 A `.npz` file holds the same as arrays: `t` (T,) or (n, T), `y` (n, T, d), and
 optionally `params` (n, P), `split` (n,), `state_names` (d,) and `param_names` (P,).
 
-Trajectories may have gaps and different lengths, on one uniform time grid from a common
-start: an empty cell (NaN in `y`, or False in an optional boolean `mask` shaped like `y`)
-is a missing value, a grid point a trajectory does not sample is missing in every state,
-and one past its last sample is padding. Models read a missing value as the last one
-observed; losses and metrics skip it. Times off every common grid (irregular sampling),
-control inputs (`u:` columns, `u`) and class labels (`label`) are refused in one line
-naming the file and the column, never dropped silently.
+Trajectories may have gaps and different lengths, from a common start: an empty cell
+(NaN in `y`, or False in an optional boolean `mask` shaped like `y`) is a missing value,
+and a sample past a trajectory's last one is padding. Models read a missing value as the
+last one observed; losses and metrics skip it. When every trajectory's times lie on one
+uniform grid, a grid point a trajectory does not sample is missing in every state; when
+they lie on none (irregular sampling: `t` of shape (n, T) in a `.npz`, rows of its own
+per trajectory), each trajectory keeps its own times, which the models read as input
+channels (`_times.py`). Control inputs (`u:` columns, `u`) and class labels (`label`)
+are refused in one line naming the file and the column, never dropped silently.
 """
 
 import dataclasses
@@ -35,6 +37,7 @@ from ._errors import WarpPhysError
 from ._system import SPLITS, Measurements, System
 from . import _uea as uea
 from ._tasks import Classify, Forecast
+from ._times import padded, with_channels
 
 
 SUFFIXES = (".csv", ".parquet", ".npz")
@@ -48,11 +51,14 @@ NOT_YET_ARRAYS = {"u": "control inputs", "label": "class labels"}
 
 class _Table:
     """The trajectories of a file: ids, one time grid, states (n, T, d), parameters
-    (n, P), splits (n,) or None, and their names."""
+    (n, P), splits (n,) or None, and their names; with irregular sampling, `times` (n, T)
+    holds each trajectory's own sample times (padding goes on by its last gap) and `t` a
+    nominal grid over their span."""
 
     def __init__(self, path, ids, t, y, params, split, state_names, param_names, labels=None,
-                 classes=()):
+                 classes=(), times=None):
         self.path, self.ids, self.t, self.y, self.params = path, ids, t, y, params
+        self.times = times
         self.split, self.state_names, self.param_names = split, state_names, param_names
         self.labels, self.classes = labels, classes  # class indices (n,) and names, if labelled
 
@@ -115,7 +121,8 @@ def _measured_system(path: Path, law: System | None, context: int | None) -> Sys
         path=str(Path(path).resolve()), sha256=_file_sha256(Path(path)),
         splits=tuple(s for s in SPLITS if s in set(splits)),
         rule="split column" if table.split is not None else _seeded_rule(),
-        same_start=bool((table.y[:, 0] == table.y[:1, 0]).all()))
+        same_start=bool((table.y[:, 0] == table.y[:1, 0]).all()),
+        irregular=table.times is not None)
     grid = dict(t_span=(float(t[0]), float(t[-1])), steps=steps, context=context,
                 measured=measured, sizes={"train": int((splits == "train").sum()),
                                           "val": int((splits == "val").sum()),
@@ -209,16 +216,21 @@ def read_like(path: Path, system: System) -> Dataset:
     if list(table.state_names) != names:
         raise WarpPhysError(f"{path} has state columns {list(table.state_names)}; the run was "
                             f"trained on {names}: name and order them the same")
+    if table.times is not None and not system.timed:
+        raise WarpPhysError(f"{path} is sampled irregularly; the run was trained on one uniform "
+                            "grid and reads no sample times: resample the file onto its grid, "
+                            "or train on irregular data")
     dt, trained = np.diff(table.t).mean(), (system.t_span[1] - system.t_span[0]) / (system.steps - 1)
-    if not np.isclose(dt, trained, rtol=1e-6):
+    if not system.timed and not np.isclose(dt, trained, rtol=1e-6):
         raise WarpPhysError(f"{path} is sampled every {dt:g}; the run was trained on steps of "
                             f"{trained:g}: resample the file to that step")
     if len(table.t) <= system.context:
         raise WarpPhysError(f"{path}: trajectories of {len(table.t)} steps leave nothing after "
                             f"the run's context of {system.context} steps; give at least "
                             f"{system.context + 1} (--horizon forecasts past the data)")
-    like = dataclasses.replace(system, t_span=(float(table.t[0]), float(table.t[-1])),
-                               steps=len(table.t))
+    # A model that reads sample times reads them on the run's own scale (its t_span).
+    span = system.t_span if system.timed else (float(table.t[0]), float(table.t[-1]))
+    like = dataclasses.replace(system, t_span=span, steps=len(table.t))
     return _dataset(like, table, Path(path).name, np.arange(len(table.ids)), rule="all rows")
 
 
@@ -257,8 +269,13 @@ def _dataset(system: System, table: _Table, split: str, rows: np.ndarray,
         "failed": {"count": 0, "names": [], "draws": []},
     }
     labels = np.zeros(0, np.int64) if table.labels is None else table.labels[rows]
-    return Dataset(t=table.t, y=y, inputs=held(y), targets=y, params=params[rows],
-                   y0=y[:, 0, :], labels=labels, extras={}, meta=meta)
+    times = None  # each trajectory's own sample times, for a model that reads them
+    if system.timed:
+        times = np.ascontiguousarray(table.times[rows] if table.times is not None
+                                     else np.broadcast_to(table.t, y.shape[:2]))
+    return Dataset(t=table.t, y=y, inputs=with_channels(held(y), times, system.t_span),
+                   targets=y, params=params[rows], y0=y[:, 0, :], labels=labels,
+                   extras={} if times is None else {"times": times}, meta=meta)
 
 
 def _seeded_rule() -> str:
@@ -451,7 +468,12 @@ def _groups(path, frame, t, line) -> dict:
 
 def _stack(path, frame, groups, numeric, states, params, line) -> _Table:
     ids = list(groups)
-    t, steps = _grid(path, {k: numeric["t"][groups[k]] for k in ids})
+    times = {k: numeric["t"][groups[k]] for k in ids}
+    t, steps = _grid(path, times)
+    irregular = None
+    if steps is None:  # on no common grid: each trajectory keeps its own times
+        steps = {k: np.arange(len(v)) for k, v in times.items()}
+        irregular = padded(list(times.values()), len(t))
     y = np.full((len(ids), len(t), len(states)), np.nan)
     for i, key in enumerate(ids):
         rows = groups[key]
@@ -474,7 +496,8 @@ def _stack(path, frame, groups, numeric, states, params, line) -> _Table:
     split = None
     if "split" in frame.columns:
         split = _file_splits(path, frame, groups, ids, line)
-    return _Table(str(path), ids, t, y, p, split, tuple(states), tuple(c[2:] for c in params))
+    return _Table(str(path), ids, t, y, p, split, tuple(states), tuple(c[2:] for c in params),
+                  times=irregular)
 
 
 MAX_GRID = 10
@@ -482,13 +505,14 @@ MAX_GRID = 10
 trajectory: more means the times lie on no common grid (irregular sampling)."""
 
 
-def _grid(path, times: dict) -> tuple[np.ndarray, dict]:
+def _grid(path, times: dict) -> tuple[np.ndarray, dict | None]:
     """The uniform grid every trajectory's times lie on, and each one's step indices.
 
     Every trajectory starts at the same time; the grid's step is the median of their
-    smallest time steps; a time between grid points is irregular sampling (refused). A grid
-    point a trajectory does not sample is a missing value; one past its last sample,
-    padding (variable lengths)."""
+    smallest time steps. A grid point a trajectory does not sample is a missing value; one
+    past its last sample, padding (variable lengths). A time between grid points is
+    irregular sampling: then the indices are None and the grid a nominal one, as many
+    points as the longest trajectory over the span of all their times."""
     firsts = {k: v[0] for k, v in times.items()}
     t0 = next(iter(firsts.values()))
     late = next((k for k, v in firsts.items() if not np.isclose(v, t0, rtol=0, atol=1e-9 * max(1, abs(t0)))), None)
@@ -506,11 +530,8 @@ def _grid(path, times: dict) -> tuple[np.ndarray, dict]:
     for key, k in steps.items():
         off = np.abs(k - np.round(k))  # in steps: a clock rounded to 1e-3 of a step is fine
         if (off > 1e-3).any() or k[-1] > MAX_GRID * longest:
-            i = int(np.argmax(off))
-            raise WarpPhysError(
-                f"{path}: trajectory {key!r} is sampled at t={times[key][i]:g}, off the common "
-                f"grid of step {dt:g} from t={t0:g}; irregular sampling is not supported by "
-                "this version: resample the trajectories onto one uniform grid (gaps are fine)")
+            end = max(v[-1] for v in times.values())
+            return np.linspace(t0, end, longest), None
         steps[key] = np.round(k).astype(int)
     n = max(k[-1] for k in steps.values()) + 1
     grid = t0 + dt * np.arange(n)
@@ -555,6 +576,30 @@ def _check_uniform(path, t) -> None:
             f"{dt.mean():g}); irregular sampling is not supported by this version")
 
 
+def _own_times(path, t: np.ndarray) -> np.ndarray:
+    """Per-trajectory times (n, T) of an irregularly sampled `.npz`: each row increases
+    from the common start, and NaN only after its last sample (padding, extended by the
+    row's last gap)."""
+    rows = []
+    for i, row in enumerate(t):
+        finite = np.isfinite(row)
+        length = int(finite.cumprod().sum())
+        if length < row.size and finite[length:].any() or np.isinf(row).any():
+            raise WarpPhysError(f"{path}: t of trajectory {i} is NaN or infinite before its last "
+                                "sample; NaN marks only padding after it")
+        if (np.diff(row[:length]) <= 0).any():
+            k = int(np.argmax(np.diff(row[:length]) <= 0)) + 1
+            raise WarpPhysError(f"{path}: t of trajectory {i} does not increase (at step {k})")
+        if length == 0 or not np.isclose(row[0], t[0, 0], rtol=0, atol=1e-9 * max(1, abs(t[0, 0]))):
+            raise WarpPhysError(f"{path}: trajectory {i} starts at t={row[0]:g}, the first at "
+                                f"t={t[0, 0]:g}; give every trajectory's times from a common start")
+        rows.append(row[:length])
+    if max(len(r) for r in rows) < 2:
+        raise WarpPhysError(f"{path}: every trajectory has a single sample; a forecast needs "
+                            "at least two")
+    return padded(rows, t.shape[1])
+
+
 def _read_npz(path: Path) -> _Table:
     try:
         with np.load(path, allow_pickle=False) as data:
@@ -574,10 +619,14 @@ def _read_npz(path: Path) -> _Table:
         raise WarpPhysError(f"{path}: y must have shape (n, T, d) with n, T, d >= 1, got {y.shape}")
     n, steps, d = y.shape
     t = np.asarray(arrays["t"], np.float64)
-    if t.ndim == 2:
-        if t.shape != (n, steps) or not np.allclose(t, t[:1], rtol=1e-9):
-            raise WarpPhysError(f"{path}: t must be (T,) or (n, T) with the same times in every "
-                                "row; irregular sampling is not supported by this version")
+    times = None
+    if t.ndim == 2 and t.shape == (n, steps) and not np.allclose(t, t[:1], rtol=1e-9,
+                                                                  equal_nan=True):
+        times = _own_times(path, t)
+        t = np.linspace(times[0, 0], np.nanmax(t), steps)
+    elif t.ndim == 2:
+        if t.shape != (n, steps):
+            raise WarpPhysError(f"{path}: t must be (T,) or (n, T) = ({n}, {steps}), got {t.shape}")
         t = t[0]
     if t.shape != (steps,):
         raise WarpPhysError(f"{path}: t has shape {t.shape}, y has {steps} steps")
@@ -594,9 +643,16 @@ def _read_npz(path: Path) -> _Table:
     if incomplete.size:
         raise WarpPhysError(f"{path}: the first sample of trajectory {incomplete[0]} is missing a "
                             "state; a model starts from the first sample, so it must be complete")
-    if (np.diff(t) <= 0).any():
+    if times is not None:
+        padding = np.isnan(np.asarray(arrays["t"], np.float64))
+        if (~np.isnan(y) & padding[..., None]).any():
+            i = int(np.flatnonzero((~np.isnan(y) & padding[..., None]).any(axis=(1, 2)))[0])
+            raise WarpPhysError(f"{path}: trajectory {i} has a value at a step whose time is NaN; "
+                                "a NaN time marks padding after the last sample")
+    elif (np.diff(t) <= 0).any():
         raise WarpPhysError(f"{path}: t does not increase (at step {int(np.argmax(np.diff(t) <= 0)) + 1})")
-    _check_uniform(path, t)
+    else:
+        _check_uniform(path, t)
     params = np.asarray(arrays.get("params", np.zeros((n, 0))), np.float64)
     params = params[:, None] if params.ndim == 1 and len(params) == n else params
     if params.ndim != 2 or len(params) != n:
@@ -619,4 +675,4 @@ def _read_npz(path: Path) -> _Table:
                                 f"trajectory (got {bad[0]!r})" if bad else f"{path}: split has "
                                 f"{len(split)} entries for {n} trajectories")
     return _Table(str(path), [str(i) for i in range(n)], t, y, params, split, tuple(names),
-                  tuple(pnames))
+                  tuple(pnames), times=times)

@@ -101,8 +101,10 @@ def sized(make, budget: int, *, what: str):
     return make(min((low, high), key=lambda w: abs(count(w) - budget)))
 
 
-def _units(normaliser: Normaliser | None):
-    return (0.0, 1.0) if normaliser is None else (normaliser.shift, normaliser.scale)
+def _units(normaliser: Normaliser | None, system: System):
+    """The normaliser's shift and scale of the states (not of known channels after them)."""
+    d = len(system.state)
+    return (0.0, 1.0) if normaliser is None else (normaliser.shift[:d], normaliser.scale[:d])
 
 
 def _sizes(system: System) -> tuple[int, int]:
@@ -179,7 +181,7 @@ class AbstractWARPConfig(AbstractModelConfig):
             clip_bound=self.clip_bound, uncertainty=uncertainty, sigma_min=sigma_min,
             theta_clip=self.theta_clip, root_previous=self.root_previous, fourier=self.fourier,
             root=root, transition=self.transition, rank=self.rank, precision=self.precision,
-            dtype=jnp.float32, key=key)
+            timed=system.timed, dtype=jnp.float32, key=key)
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
@@ -211,11 +213,11 @@ class WARPPhysConfig(AbstractWARPConfig):
                                   "parameter may leave the centre by.", rule="positive")
 
     def _build(self, system, normaliser, width, *, key):
-        shift, scale = _units(normaliser)
+        shift, scale = _units(normaliser, system)
         root = physics_root(system, form=self.physics_form, shift=shift, scale=scale,
                             width=width, depth=self.depth, activation=self.activation,
                             reach=self.physics_reach, previous=self.root_previous,
-                            key=jr.fold_in(key, 1))
+                            timed=system.timed, key=jr.fold_in(key, 1))
         return self._warp(system, width, root, False, 1e-4, key=key)
 
 
@@ -245,7 +247,8 @@ class GRUConfig(AbstractBaselineConfig):
 
     def _build(self, system, normaliser, width, *, key):
         d, out = _sizes(system)
-        return make_gru(d, out, system.steps, hidden=width, bound=self.bound, key=key)
+        return make_gru(d, out, system.steps, hidden=width, bound=self.bound,
+                        timed=system.timed, key=key)
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
@@ -256,7 +259,8 @@ class LSTMConfig(AbstractBaselineConfig):
 
     def _build(self, system, normaliser, width, *, key):
         d, out = _sizes(system)
-        return make_lstm(d, out, system.steps, hidden=width, bound=self.bound, key=key)
+        return make_lstm(d, out, system.steps, hidden=width, bound=self.bound,
+                         timed=system.timed, key=key)
 
 
 def _dt(system: System) -> float:
@@ -278,13 +282,13 @@ class NeuralODEConfig(AbstractBaselineConfig):
         d, out = _sizes(system)
         physics = {}
         if self.node_physics:
-            shift, scale = _units(normaliser)
+            shift, scale = _units(normaliser, system)
             physics = dict(vector_field=compile_system(system).vector_field,
                            p0=jnp.asarray(centre(system), jnp.float32), shift=shift,
                            scale=scale, t0=system.t_span[0])
         return make_node(d, out, system.steps, dt=_dt(system), hidden=width, depth=self.depth,
                          code=self.code, classify=isinstance(system.task, Classify),
-                         bound=self.bound, key=key, **physics)
+                         bound=self.bound, timed=system.timed, key=key, **physics)
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
@@ -303,7 +307,7 @@ class NeuralCDEConfig(AbstractBaselineConfig):
     def _build(self, system, normaliser, width, *, key):
         d, out = _sizes(system)
         return make_ncde(d, out, system.steps, dt=_dt(system), hidden=width, depth=self.depth,
-                         bound=self.bound, key=key)
+                         bound=self.bound, timed=system.timed, key=key)
 
 
 MODELS: dict[str, type[AbstractModelConfig]] = {

@@ -23,8 +23,11 @@ class Normaliser:
         """Fit to the inputs and targets of `train`: `standard` (zero mean, unit standard
         deviation per feature), `minmax` (to [-1, 1], global over features: the paper's
         Lotka-Volterra choice) or `none` (the identity). With missing values (NaN in the
-        targets) only the observed targets count."""
-        values = np.concatenate([train.inputs, train.targets], axis=1).reshape(-1, train.y.shape[-1])
+        targets) only the observed targets count. Known input channels after the states
+        (the sample times of irregular data, `_times.py`) are left as they are."""
+        d = train.targets.shape[-1]
+        known = train.inputs.shape[-1] - d
+        values = np.concatenate([train.inputs[..., :d], train.targets], axis=1).reshape(-1, d)
         missing = np.isnan(train.targets).any()
         if missing:
             values = train.targets.reshape(-1, train.y.shape[-1])
@@ -38,7 +41,8 @@ class Normaliser:
             scale = np.full(values.shape[1], (high - low) / 2)
         else:
             shift, scale = np.zeros(values.shape[1]), np.ones(values.shape[1])
-        return cls(shift, np.where(scale > 0, scale, 1.0))
+        scale = np.where(scale > 0, scale, 1.0)
+        return cls(np.concatenate([shift, np.zeros(known)]), np.concatenate([scale, np.ones(known)]))
 
     def to_json(self):
         return {"shift": self.shift.tolist(), "scale": self.scale.tolist()}
@@ -48,7 +52,11 @@ class Normaliser:
         return cls(np.asarray(data["shift"]), np.asarray(data["scale"]))
 
     def __call__(self, x):
-        return (x - self.shift) / self.scale
+        """`x` (..., c) in model units: c is every input channel, or the states alone (a
+        target or a forecast)."""
+        c = x.shape[-1]
+        return (x - self.shift[:c]) / self.scale[:c]
 
     def inverse(self, x):
-        return x * self.scale + self.shift
+        c = x.shape[-1]
+        return x * self.scale[:c] + self.shift[:c]

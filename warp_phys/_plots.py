@@ -116,7 +116,8 @@ def plot_forecasts(model, data: dict, normaliser: Normaliser, path: Path, *, cou
         x = normaliser(dataset.inputs[:count]).astype(np.float32)
         n, steps, _ = x.shape
         mean = normaliser.inverse(predict(model, x, Forecast().inference_mask(n, steps, dataset.context)))
-        t, c = dataset.t, dataset.context
+        c = dataset.context
+        times = dataset.extras.get("times", np.broadcast_to(dataset.t, dataset.y.shape[:2]))
         for j in range(count):
             for i in range(d):
                 ax = axes[s * d + i, j]
@@ -126,6 +127,7 @@ def plot_forecasts(model, data: dict, normaliser: Normaliser, path: Path, *, cou
                     ax.text(0.5, 0.5, "no trajectory", ha="center", va="center",
                             transform=ax.transAxes)
                     continue
+                t = times[j]  # its own sample times (irregular sampling), else the grid
                 ax.axvspan(t[0], t[c - 1], color="grey", alpha=0.2)
                 ax.plot(t, dataset.targets[j, :, i], "k", lw=1.2)
                 ax.plot(t[1:], mean[j, :-1, i], "C1--", lw=1.2)

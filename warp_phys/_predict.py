@@ -17,6 +17,7 @@ from ._errors import WarpPhysError
 from ._evaluate import predict as predict_outputs
 from ._io import atomic_write
 from ._tasks import Forecast
+from ._times import padded, with_channels
 
 
 def predict(run, data: "str | Path | Dataset", *, horizon: int | None = None):
@@ -48,19 +49,18 @@ def predict(run, data: "str | Path | Dataset", *, horizon: int | None = None):
     if not isinstance(horizon, int) or horizon < 1:
         raise WarpPhysError(f"--horizon must be a positive number of steps, got {horizon!r}")
     total = context + horizon
-    x = run.normaliser(dataset.inputs).astype(np.float32)
+    d = dataset.y.shape[2]
+    times = _sample_times(dataset, total)
+    x = run.normaliser(dataset.inputs[:, :total, :d])
     if total > steps:  # past the data: the model reads its own forecasts there
-        x = np.concatenate([x, np.zeros((len(x), total - steps, x.shape[2]), np.float32)], 1)
-    x = x[:, :total]
+        x = np.concatenate([x, np.zeros((len(x), total - steps, d))], 1)
+    x = with_channels(x, times if system.timed else None, system.t_span).astype(np.float32)
     mask = Forecast().inference_mask(len(x), total, context)
     mean = run.normaliser.inverse(predict_outputs(run.load_model(), x, mask).astype(np.float64))
-    dt = (dataset.t[-1] - dataset.t[0]) / (len(dataset.t) - 1)
-    # The data's own times where it has them, then steps of dt past its end.
-    t = np.concatenate([dataset.t, dataset.t[-1] + dt * np.arange(1, max(1, total - steps + 1))])[:total]
     ids = _ids(dataset)
     k = np.arange(1, total)  # output k - 1 forecasts step k
     frame = {"trajectory": np.repeat(ids, len(k)), "step": np.tile(k, len(ids)),
-             "t": np.tile(t[k], len(ids)),
+             "t": times[:, k].reshape(-1),
              "part": np.tile(np.where(k < context, "context", "forecast"), len(ids))}
     truth = np.full((len(ids), total, dataset.y.shape[2]), np.nan)
     truth[:, :min(steps, total)] = dataset.targets[:, :total]
@@ -85,6 +85,13 @@ def _dataset(run, data) -> Dataset:
         raise WarpPhysError(f"{name!r} is neither a split of {run.system.name} "
                             f"({', '.join(run.system.splits)}) nor a .csv, .parquet or .npz file")
     return run.data([name])[name]
+
+
+def _sample_times(dataset: Dataset, total: int) -> np.ndarray:
+    """Each trajectory's sample times (n, total): its own (irregular sampling) or the grid,
+    then steps of its last gap past the end of the data."""
+    rows = dataset.extras.get("times", np.broadcast_to(dataset.t, dataset.y.shape[:2]))
+    return padded(list(rows), max(total, rows.shape[1]))[:, :total]
 
 
 def _ids(dataset: Dataset) -> np.ndarray:

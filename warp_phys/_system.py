@@ -47,6 +47,8 @@ class Measurements:
     - `same_start`: whether every trajectory starts from the same state.
     - `classes`: the class names of labelled measurements (a classification task), else
       empty.
+    - `irregular`: whether the trajectories' times lie on no common grid (each has its
+      own, read by the models as input channels: `_times.py`).
     """
 
     path: str
@@ -55,6 +57,7 @@ class Measurements:
     rule: str
     same_start: bool = False
     classes: tuple[str, ...] = ()
+    irregular: bool = False
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
 
 
@@ -118,9 +121,10 @@ class System:
     - `noise`: observation noise per state, `{state: wp.Gaussian(std=..., relative=...)}`,
       added by `generate` from a random stream of its own; the clean trajectories are
       kept and the test metrics reported against them as well (`mse_clean`).
-    - `sampling`: which samples are observed, `wp.Sampling(drop=..., steps=(low, high))`:
-      a share of dropped samples and per-trajectory lengths, drawn by `generate` from a
-      random stream of its own (forecasting tasks only; default: every sample).
+    - `sampling`: which samples are observed and when, `wp.Sampling(drop=..., steps=(low,
+      high), jitter=...)`: a share of dropped samples, per-trajectory lengths and random
+      sample times off the grid, drawn by `generate` from random streams of their own
+      (forecasting tasks only; default: every grid point).
     - `measured`: `warp_phys.Measurements` when the trajectories come from a file, not
       from simulation: then `equations` and `solution` may both be absent (nothing is
       known of the law), and the grid (`t_span`, `steps`) is the file's. Made by
@@ -493,6 +497,15 @@ class System:
         """The split that shows a model out of distribution: `test-ood`, else `test-paper`
         (a mix), else None (a file with no test-ood split)."""
         return next((s for s in ("test-ood", "test-paper") if s in self.splits), None)
+
+    @property
+    def timed(self) -> bool:
+        """Whether each trajectory has sample times of its own (irregular sampling: a
+        file's, or `Sampling(jitter=...)`), which models read as input channels
+        (`_times.py`); otherwise every trajectory lies on the uniform grid."""
+        if self.measured is not None:
+            return self.measured.irregular
+        return self.sampling is not None and self.sampling.irregular
 
     @property
     def has_law(self) -> bool:

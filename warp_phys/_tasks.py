@@ -103,7 +103,8 @@ def regression_metrics(prediction: np.ndarray, data) -> dict:
     n, c = len(data), data.context
     finite = np.isfinite(prediction).all(axis=(1, 2))
     average = np.nanmean if np.isnan(data.targets).any() else np.mean  # skip missing values
-    prediction, target, inputs = prediction[finite], data.targets[finite], data.inputs[finite]
+    d = data.targets.shape[-1]  # the states; known input channels (times) follow them
+    prediction, target, inputs = prediction[finite], data.targets[finite], data.inputs[finite, :, :d]
     if not finite.any():
         inf = float("inf")
         return {"mse": inf, "mae": inf, "mse_whole": inf, "naive_mse": inf, "naive_mae": inf,

@@ -22,6 +22,7 @@ from ._recurrence import (
     PRECISIONS, TRANSITIONS, AbstractTransition, BlockDiagonal, DiagonalLowRank,
     convolution_blocks, linear_unroll, powers, transition,
 )
+from ._times import CHANNELS, step_times
 from ._root import (
     ACTIVATIONS, FINALS, AbstractFinal, AbstractRoot, DynamicTanh, NoFinal, SymmetricClip, mlp_root,
 )
@@ -85,6 +86,7 @@ class WARP(eqx.Module):
     sigma_min: float = eqx.field(static=True)
     theta_clip: float = eqx.field(static=True)
     precision: str = eqx.field(static=True, default="float32")
+    timed: bool = eqx.field(static=True, default=False)
 
     @property
     def size(self) -> int:
@@ -104,6 +106,12 @@ class WARP(eqx.Module):
     def tau(self, k):
         """Normalised time of step k: tau_k = k / (T - 1) for the training length T."""
         return k / (self.steps - 1)
+
+    def next_tau(self, x: Float[Array, "... d"], k):
+        """The normalised time of the sample that step k forecasts, tau_{k+1}: read from
+        the input's time channel when the data are irregularly sampled (`_times.py`), else
+        the uniform grid's, broadcast over the leading axes of `x`."""
+        return jnp.broadcast_to(step_times(x, k, self.steps, self.timed)[1], x.shape[:-1])
 
     def unroll(self, x: Float[Array, "b T d"], forced: Float[Array, "b T"], *,
                fast_vjp: bool = True):
@@ -158,7 +166,8 @@ class WARP(eqx.Module):
         if self.shares_theta0:
             chain = powers(self.A, jnp.concatenate([self.B.T, theta0[:1]]), steps,
                            fast_vjp=fast_vjp, precision=self.precision)
-            kernel, free = chain[:, : self.data_size], chain[:, self.data_size]  # (T, D)
+            inputs = self.B.shape[1]
+            kernel, free = chain[:, :inputs], chain[:, inputs]  # (T, D)
         else:
             kernel = powers(self.A, self.B.T, steps, fast_vjp=fast_vjp, precision=self.precision)
             free = powers(self.A, theta0, steps, fast_vjp=fast_vjp,
@@ -170,15 +179,15 @@ class WARP(eqx.Module):
         # A shared A^k theta_0 enters the convolution's own products (`shared`).
         free = self.root.split(free)
         shared = free if self.shares_theta0 else None
-        taus = self.tau(jnp.arange(1, steps + 1)).astype(x.dtype)
+        taus = self.next_tau(x, jnp.arange(steps)).astype(x.dtype)  # (b, T)
         per_step = jax.vmap(self.readout, in_axes=(0, 0, 0, None))
-        readout = jax.vmap(per_step, in_axes=(0, None, 0, 0))
+        readout = jax.vmap(per_step, in_axes=(0, 0, 0, 0))
         outputs = []
         for start, stop, thetas in convolution_blocks(dx, self.root.split(kernel), shared=shared,
                                                       precision=self.precision):
             if shared is None:
                 thetas = tuple(piece[:, start:stop] + part for piece, part in zip(free, thetas))
-            outputs.append(readout(thetas, taus[start:stop], x[:, start:stop], x[:, 0]))
+            outputs.append(readout(thetas, taus[:, start:stop], x[:, start:stop], x[:, 0]))
         return jax.tree.map(lambda *blocks: jnp.concatenate(blocks, axis=1), *outputs)
 
     def states(self, x: Float[Array, "b T d"], forced: Float[Array, "b T"]) -> Float[Array, "T b D"]:
@@ -204,13 +213,13 @@ def _recur(static, A, params, args, taps):
 
     def readout(theta, tau, x, x0):
         pieces = model.root.split(theta)
-        return jax.vmap(model.readout, in_axes=(0, None, 0, 0))(pieces, tau, x, x0)
+        return jax.vmap(model.readout)(pieces, tau, x, x0)
 
     def clip(theta):
         return jnp.clip(theta, -model.theta_clip, model.theta_clip) if model.theta_clip else theta
 
     theta0 = clip(theta0)
-    mean0, sigma0 = readout(theta0, model.tau(1), x0, x0)
+    mean0, sigma0 = readout(theta0, model.next_tau(x0, 0), x0, x0)
 
     apply_A = transition(A, model.precision)
 
@@ -219,7 +228,7 @@ def _recur(static, A, params, args, taps):
         theta = apply_A(previous)
         theta = theta if taps is None else theta + taps[k - 1]
         theta = clip(theta + (x_in - x_prev) @ model.B.T)
-        mean, sigma = readout(theta, model.tau(k + 1), x_in, x0)
+        mean, sigma = readout(theta, model.next_tau(x_in, k), x_in, x0)
         return (theta, x_in), (previous, sigma), mean
 
     (last, _), (inputs, sigmas), means = feedback_scan(step, (theta0, x0), x, forced, mean0,
@@ -265,6 +274,7 @@ def make_warp(
     transition: str = "dense",
     rank: int = 8,
     precision: str = "float32",
+    timed: bool = False,
     dtype=jnp.float32,
     key: PRNGKeyArray,
 ) -> WARP:
@@ -294,13 +304,16 @@ def make_warp(
     - `precision`: of the products with A in the recurrence, `"float32"` (full),
       `"tf32"` (TF32 tensor cores on an NVIDIA GPU) or `"bf16"` (bfloat16 inputs, the
       state and the accumulation stay in `dtype`).
+    - `timed`: the inputs end in the two time channels of irregularly sampled data
+      (`_times.py`): the root then reads each sample's own time and B the real gaps.
     - `dtype`: the parameters' dtype.
     - `key`: a JAX PRNG key.
     """
     _check_choices(precision=precision, transition=transition, final=final, init=init)
     root_key, hyper_key = jr.split(key)  # (kept as it was: runs reproduce across versions)
+    in_size = data_size + (CHANNELS if timed else 0)
     if root is None:
-        root, theta0 = mlp_root(data_size, out_size * (2 if uncertainty else 1), width=width,
+        root, theta0 = mlp_root(in_size, out_size * (2 if uncertainty else 1), width=width,
                                 depth=depth, activation=activation, fourier=fourier,
                                 previous=root_previous, dtype=dtype, key=root_key)
     elif uncertainty:
@@ -311,15 +324,15 @@ def make_warp(
     if init == "learned":
         initial = LearnedInit(theta0)
     else:
-        initial = Hypernetwork(data_size, size, hidden=hyper_hidden, activation=activation,
+        initial = Hypernetwork(in_size, size, hidden=hyper_hidden, activation=activation,
                                dtype=dtype, key=hyper_key)
     final_fn = {"clip": lambda: SymmetricClip(clip_bound), "dynamic-tanh": lambda: DynamicTanh(dtype),
                 "none": NoFinal}[final]()
     A = _transition(transition, size, rank, root, dtype, jr.fold_in(key, 2))
-    return WARP(A=A, B=jnp.zeros((size, data_size), dtype=dtype), init=initial, final=final_fn,
+    return WARP(A=A, B=jnp.zeros((size, in_size), dtype=dtype), init=initial, final=final_fn,
                 root=root, data_size=data_size, out_size=out_size, steps=steps,
                 uncertainty=uncertainty, sigma_min=sigma_min, theta_clip=theta_clip,
-                precision=precision)
+                precision=precision, timed=timed)
 
 
 def _transition(transition: str, size: int, rank: int, root, dtype, key):
