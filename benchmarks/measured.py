@@ -5,7 +5,9 @@ A damped pendulum is simulated with SciPy (`solve_ivp`, DOP853, rtol 1e-10; noth
 warp-phys's simulator) and sampled as a logger would: 100 samples over 5 s at irregular
 times (each of samples 1..99 up to 60% of the nominal step early, so the gaps run from 0.4
 to 1.6 of it and differ between runs), with Gaussian observation noise (std 0.02 rad on
-theta, 0.05 rad/s on omega) and 5% of the omega cells empty. Lengths 0.75-1.5 m and
+theta, 0.05 rad/s on omega) and 5% of the omega cells empty. The pendulum is driven by
+a torque per unit inertia u(t) = a sin(w t + phi) (rad/s^2; a 0-1.5, w 1-4 rad/s, phi
+0-2 pi per run), recorded as the control column `u:u`. Lengths 0.75-1.5 m and
 damping 0.1-0.3 /s for train, val and test-id; test-ood has lengths 0.4-0.7 m or 1.6-2.5
 m (faster or slower swings than any training run). The file is long format with a split
 column and the true parameters as `p:length`, `p:damping`; the law is
@@ -35,10 +37,17 @@ JITTER = 0.6  # a sample may come up to this share of the nominal step early
 MISSING = 0.05  # the share of empty omega cells (after the first sample)
 
 
-def pendulum(length, damping, theta0, ts):
-    field = lambda t, y: [y[1], -(9.81 / length) * np.sin(y[0]) - damping * y[1]]  # noqa: E731
+def pendulum(length, damping, theta0, torque, ts):
+    def field(t, y):
+        return [y[1], -(9.81 / length) * np.sin(y[0]) - damping * y[1] + torque(t)]
+
     return solve_ivp(field, (ts[0], ts[-1]), [theta0, 0.0], method="DOP853", t_eval=ts,
                      rtol=1e-10, atol=1e-10).y.T
+
+
+def torque(rng):
+    a, w, phi = rng.uniform(0.0, 1.5), rng.uniform(1.0, 4.0), rng.uniform(0.0, 2 * np.pi)
+    return lambda t: a * np.sin(w * t + phi)
 
 
 def draw(split, n, rng):
@@ -56,12 +65,13 @@ def write_file(path: Path, sizes: dict, seed: int) -> None:
         for i, (length, damping, theta0) in enumerate(zip(*draw(split, n, rng))):
             early = JITTER * rng.random(len(grid) - 1) * (grid[1] - grid[0])
             ts = np.concatenate([grid[:1], grid[1:] - early])
-            y = pendulum(length, damping, theta0, ts)
+            u = torque(rng)
+            y = pendulum(length, damping, theta0, u, ts)
             noisy = {name: y[:, j] + rng.normal(0.0, std, len(ts))
                      for j, (name, std) in enumerate(NOISE.items())}
             empty = rng.random(len(ts)) < MISSING
             noisy["omega"][1:][empty[1:]] = np.nan
-            frames.append(pd.DataFrame({"trajectory": f"{split}-{i}", "t": ts, **noisy,
+            frames.append(pd.DataFrame({"trajectory": f"{split}-{i}", "t": ts, **noisy, "u:u": u(ts),
                                         "p:length": length, "p:damping": damping,
                                         "split": split}))
     pd.concat(frames, ignore_index=True).to_csv(path, index=False)
@@ -79,7 +89,7 @@ def main():
         path = Path(folder) / "pendulum.csv"
         write_file(path, sizes, seed=0)
         for model in ("warp", "warp-phys"):
-            form = {"physics_form": args.physics_form} if model == "warp-phys" else {}
+            form = {"physics_form": args.physics_form} if model == "warp-phys" and args.physics_form else {}
             config = wp.make_config(str(path), "quick", model=model, epochs=args.epochs,
                                     law=str(HERE / "laws" / "pendulum.py"), **form)
             start = time.perf_counter()

@@ -201,8 +201,9 @@ MALFORMED = {
     "no val": (lambda f: f[f["split"] != "val"], r"split 'val' has no trajectories"),
     "bad split": (lambda f: f.assign(split=f["split"].replace("test-id", "test")),
                   r"column 'split': 'test' is not one of train, val, test-id, test-ood"),
-    "control input": (lambda f: f.assign(**{"u:force": 0.0}),
-                      r"column 'u:force': control inputs are not supported"),
+    "first control empty": (lambda f: f.assign(**{"u:force": np.where(f.index == 256, np.nan, 1.0)}),
+                            r"line 258, column 'u:force': the first sample of trajectory 'train-1' "
+                            "is empty; .* must give every control"),
     "twice": (lambda f: "trajectory,t,x,x\n", r"the header names 'x' twice"),
     "not csv": (lambda f: "trajectory,t,x\n\"a,1,2\n", r"not a readable CSV file"),
     "parameter varies": (lambda f: f.assign(**{"p:k": np.arange(len(f), dtype=float)}),

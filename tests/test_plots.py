@@ -134,7 +134,7 @@ def split(name, n=4, steps=50, context=20):
     params = np.linspace(0.5, 2.0, n)[:, None] * np.ones((1, 2))
     y = np.stack([np.sin(params[:, :1] * t), np.cos(params[:, :1] * t)], axis=-1)
     meta = {"context": context, "param_names": ["k", "c"], "state_names": ["x", "v"]}
-    return types.SimpleNamespace(t=t, y=y, inputs=y, targets=y, params=params, context=context,
+    return types.SimpleNamespace(t=t, y=y, inputs=y, targets=y, params=params, context=context, extras={},
                                  split=name, meta=meta, param_names=("k", "c"),
                                  state_names=("x", "v"))
 

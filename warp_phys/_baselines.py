@@ -23,6 +23,7 @@ import jax.random as jr
 import numpy as np
 from jaxtyping import Array, Float, PRNGKeyArray
 
+from ._compile import driven
 from ._times import CHANNELS, step_times
 from ._feedback import bounded, feedback_scan
 
@@ -171,10 +172,12 @@ class RNN(AbstractBaseline):
         return means.swapaxes(0, 1), hs
 
 
-def _make_rnn(cell_type, data_size, out_size, steps, hidden, bound, timed, dtype, key) -> RNN:
+def _make_rnn(cell_type, data_size, out_size, steps, hidden, bound, timed, controls, dtype,
+              key) -> RNN:
     cell_key, readout_key = jr.split(key)
+    size = data_size + 2 * controls + (CHANNELS if timed else 1)
     return RNN(
-        cell=cell_type(data_size + (CHANNELS if timed else 1), hidden, dtype=dtype, key=cell_key),
+        cell=cell_type(size, hidden, dtype=dtype, key=cell_key),
         readout=eqx.nn.Linear(hidden, out_size, dtype=dtype, key=readout_key),
         data_size=data_size,
         out_size=out_size,
@@ -185,8 +188,8 @@ def _make_rnn(cell_type, data_size, out_size, steps, hidden, bound, timed, dtype
 
 
 def make_gru(data_size: int, out_size: int, steps: int, *, hidden: int,
-             bound: float | None = None, timed: bool = False, dtype=jnp.float32,
-             key: PRNGKeyArray) -> RNN:
+             bound: float | None = None, timed: bool = False, controls: int = 0,
+             dtype=jnp.float32, key: PRNGKeyArray) -> RNN:
     """Build a GRU baseline (see `RNN`).
 
     **Arguments:**
@@ -200,20 +203,21 @@ def make_gru(data_size: int, out_size: int, steps: int, *, hidden: int,
       (None: no clip); `--final clip --clip-bound B` sets it for every baseline.
     - `timed`: the inputs end in the time channels of irregularly sampled data
       (`_times.py`); the cell reads them in place of the uniform tau_k.
+    - `controls`: m, control inputs after the states (now and next sample), read as they are.
     - `dtype`: the parameters' dtype.
     - `key`: a JAX PRNG key.
     """
-    return _make_rnn(eqx.nn.GRUCell, data_size, out_size, steps, hidden, bound, timed, dtype,
-                     key)
+    return _make_rnn(eqx.nn.GRUCell, data_size, out_size, steps, hidden, bound, timed, controls,
+                     dtype, key)
 
 
 def make_lstm(data_size: int, out_size: int, steps: int, *, hidden: int,
-              bound: float | None = None, timed: bool = False, dtype=jnp.float32,
-              key: PRNGKeyArray) -> RNN:
+              bound: float | None = None, timed: bool = False, controls: int = 0,
+              dtype=jnp.float32, key: PRNGKeyArray) -> RNN:
     """Build an LSTM baseline (see `RNN`); the arguments are those of `make_gru`, with
     `hidden` the size of each of h and the cell state c."""
-    return _make_rnn(eqx.nn.LSTMCell, data_size, out_size, steps, hidden, bound, timed, dtype,
-                     key)
+    return _make_rnn(eqx.nn.LSTMCell, data_size, out_size, steps, hidden, bound, timed, controls,
+                     dtype, key)
 
 
 # ------------------------------------------------------------------------------ Neural ODE
@@ -259,6 +263,9 @@ class NeuralODE(AbstractBaseline):
     steps: int = eqx.field(static=True)
     bound: float | None = eqx.field(static=True, default=None)
     timed: bool = eqx.field(static=True, default=False)
+    controls: int = eqx.field(static=True, default=0)
+    control_shift: tuple[float, ...] = eqx.field(static=True, default=())
+    control_scale: tuple[float, ...] = eqx.field(static=True, default=())
 
     def __check_init__(self):
         _check_steps(self.steps, self.dt)
@@ -280,30 +287,42 @@ class NeuralODE(AbstractBaseline):
         return jnp.exp(self.physics) if self.positive else self.physics
 
     def rhs(self, s, y: Float[Array, " d"], args) -> Float[Array, " d"]:
-        """dy/dt at time t_k + s, in normalised units; `args = (c_k, t_k)`."""
-        code, t = args
+        """dy/dt at time t_k + s, in normalised units; `args = (c_k, t_k, drive)`, `drive`
+        the controls at both ends of the step in physical units (None without controls)."""
+        code, t, drive = args
         dy = self.field(jnp.concatenate([y, code]))
         if self.vector_field is not None:
             shift = jnp.asarray(self.shift, y.dtype)
             scale = jnp.asarray(self.scale, y.dtype)
-            dy = dy + self.vector_field(t + s, y * scale + shift, self.parameters) / scale
+            p = self.parameters if drive is None else driven(self.parameters, *drive)
+            dy = dy + self.vector_field(t + s, y * scale + shift, p) / scale
         return dy
 
     def forecast(self, y: Float[Array, " d"], code: Float[Array, " c"],
-                 t: Float[Array, ""], gap=None) -> Float[Array, " d"]:
-        """y(t + gap), the solution started from y at time t with code c (gap: dt)."""
-        return _solve(diffrax.ODETerm(self.rhs), self.dt if gap is None else gap, y,
-                      args=(code, t))
+                 t: Float[Array, ""], gap=None, controls=None) -> Float[Array, " d"]:
+        """y(t + gap), the solution started from y at time t with code c (gap: dt), the
+        controls (model units, now and next) going linearly over the step."""
+        gap = self.dt if gap is None else gap
+        drive = None
+        if self.controls:
+            m = self.controls
+            u = controls * jnp.asarray(self.control_scale * 2, y.dtype) + jnp.asarray(
+                self.control_shift * 2, y.dtype)
+            drive = (t, t + gap, u[:m], u[m:])
+        return _solve(diffrax.ODETerm(self.rhs), gap, y, args=(code, t, drive))
 
     def _step(self, code, x_in, k):
         code = self.encoder(x_in, code)
+        d, m = self.data_size, self.controls
+        controls = x_in[d : d + 2 * m]
         if self.timed:  # from this sample's own time over the real gap to the next
             tau, tau_next = step_times(x_in, k, self.steps, True)
             span = self.dt * (self.steps - 1)
-            y = self.forecast(x_in[: self.data_size], code, self.t0 + tau * span,
-                              (tau_next - tau) * span)
+            y = self.forecast(x_in[:d], code, self.t0 + tau * span, (tau_next - tau) * span,
+                              controls)
         else:
-            y = self.forecast(x_in, code, jnp.asarray(self.t0 + k * self.dt, x_in.dtype))
+            y = self.forecast(x_in[:d], code, jnp.asarray(self.t0 + k * self.dt, x_in.dtype),
+                              controls=controls)
         mean = y if self.classifier is None else self.classifier(jnp.concatenate([y, code]))
         return code, code, mean
 
@@ -356,6 +375,9 @@ def make_node(
     classify: bool = False,
     bound: float | None = None,
     timed: bool = False,
+    controls: int = 0,
+    control_shift: Sequence[float] = (),
+    control_scale: Sequence[float] = (),
     dtype=jnp.float32,
     key: PRNGKeyArray,
 ) -> NeuralODE:
@@ -379,6 +401,9 @@ def make_node(
     - `bound`: clip every forecast to [-bound, bound] before it is fed back or scored.
     - `timed`: the inputs end in the time channels of irregularly sampled data
       (`_times.py`): the code reads them, and each forecast integrates over the real gap.
+    - `controls`: m, control inputs after the states (now and next sample): the code reads
+      them, and the known-physics term (then `compile_system(system).law`'s vector field)
+      gets them in physical units, `control_shift` and `control_scale` the normaliser's.
     - `dtype`, `key`: the parameters' dtype and a JAX PRNG key.
 
     With physics, the last layer of f_phi starts at zero, so the untrained model is
@@ -407,8 +432,8 @@ def make_node(
     classifier = (eqx.nn.Linear(data_size + code, out_size, dtype=dtype, key=classifier_key)
                   if classify else None)
     return NeuralODE(
-        encoder=eqx.nn.GRUCell(data_size + (CHANNELS if timed else 0), code, dtype=dtype,
-                               key=encoder_key),
+        encoder=eqx.nn.GRUCell(data_size + 2 * controls + (CHANNELS if timed else 0), code,
+                               dtype=dtype, key=encoder_key),
         field=field,
         classifier=classifier,
         physics=physics,
@@ -423,6 +448,9 @@ def make_node(
         steps=steps,
         bound=bound,
         timed=timed,
+        controls=controls,
+        control_shift=_per_feature("control_shift", control_shift, controls) if controls else (),
+        control_scale=_per_feature("control_scale", control_scale, controls) if controls else (),
     )
 
 
@@ -448,13 +476,14 @@ class NeuralCDE(AbstractBaseline):
     """A Neural CDE over a causally interpolated control path. Build it with
     `warp_phys.make_ncde`.
 
-        X(t)   = (t, x(t))                                 (time and data channels)
+        X(t)   = (t, x(t), u(t))                           (time, data and control channels)
         z_0    = W_0 X(t_0) + b_0
-        dz     = f_phi(z) dX(t)                            (f_phi: hidden -> hidden x (1 + d))
+        dz     = f_phi(z) dX(t)                            (f_phi: hidden -> hidden x (1 + d + m))
         mean_k = W z(t_k) + b
 
     with t_k = k dt, or each sample's own time with irregular sampling (`_times.py`; the
-    readout then also reads the gap to the sample it forecasts). On [t_{k-1}, t_k] the path is the cubic Hermite segment through
+    readout then also reads the gap to the sample it forecasts, and with controls their
+    values there). On [t_{k-1}, t_k] the path is the cubic Hermite segment through
     x_in_{k-1} and x_in_k with the backward-difference slopes (x_in_{k-1} - x_in_{k-2}) / dt
     at its left end and (x_in_k - x_in_{k-1}) / dt at its right end (the first segment is
     a straight line). Building it needs nothing after x_in_k, so z(t_k), and the forecast
@@ -477,6 +506,12 @@ class NeuralCDE(AbstractBaseline):
     steps: int = eqx.field(static=True)
     bound: float | None = eqx.field(static=True, default=None)
     timed: bool = eqx.field(static=True, default=False)
+    controls: int = eqx.field(static=True, default=0)
+
+    @property
+    def path_size(self) -> int:
+        """The data channels of the path after time: the states, then the controls."""
+        return self.data_size + self.controls
 
     def __check_init__(self):
         _check_steps(self.steps, self.dt)
@@ -501,18 +536,21 @@ class NeuralCDE(AbstractBaseline):
 
     def vector_field(self, t, z: Float[Array, " h"], args) -> Float[Array, "h c"]:
         """f_phi(z), the matrix that multiplies dX."""
-        return self.field(z).reshape(z.shape[0], 1 + self.data_size)
+        return self.field(z).reshape(z.shape[0], 1 + self.path_size)
 
     def _out(self, z, x_in):
-        """The forecast from z(t_k); with irregular sampling the readout also reads the gap
-        to the sample it forecasts, in grid steps (1 on a uniform grid)."""
-        if not self.timed:
-            return self.readout(z)
-        tau, tau_next = step_times(x_in, 0, self.steps, True)
-        return self.readout(jnp.concatenate([z, ((tau_next - tau) * (self.steps - 1))[None]]))
+        """The forecast from z(t_k); the readout also reads the controls at the sample it
+        forecasts and, with irregular sampling, the gap to it in grid steps (1 on a
+        uniform grid): the path itself ends at t_k."""
+        d, m = self.data_size, self.controls
+        parts = [z, x_in[d + m : d + 2 * m]]
+        if self.timed:
+            tau, tau_next = step_times(x_in, 0, self.steps, True)
+            parts.append(((tau_next - tau) * (self.steps - 1))[None])
+        return self.readout(jnp.concatenate(parts))
 
     def _step(self, z, t_prev, h, x_prev, x_in, slope_prev):
-        x = x_in[: self.data_size]
+        x = x_in[: self.path_size]
         path = self.control(t_prev, x_prev, x, slope_prev, h)
         term = diffrax.ControlTerm(self.vector_field, path).to_ode()
         z = _solve(term, h, z, steps=CDE_SUBSTEPS)
@@ -526,7 +564,7 @@ class NeuralCDE(AbstractBaseline):
         return (tau - tau_prev) * (self.dt * (self.steps - 1)), tau
 
     def _run(self, x, forced):
-        d = self.data_size
+        d = self.path_size
         cell = jax.vmap(self._step)
         t = jnp.zeros((x.shape[0], 1), x.dtype)
         z = jax.vmap(self.initial)(jnp.concatenate([t, x[:, 0, :d]], axis=1))
@@ -550,8 +588,8 @@ class NeuralCDE(AbstractBaseline):
 
 
 def make_ncde(data_size: int, out_size: int, steps: int, *, dt: float, hidden: int, depth: int,
-              bound: float | None = None, timed: bool = False, dtype=jnp.float32,
-              key: PRNGKeyArray) -> NeuralCDE:
+              bound: float | None = None, timed: bool = False, controls: int = 0,
+              dtype=jnp.float32, key: PRNGKeyArray) -> NeuralCDE:
     """Build a Neural CDE baseline (see `NeuralCDE`).
 
     **Arguments:**
@@ -566,16 +604,17 @@ def make_ncde(data_size: int, out_size: int, steps: int, *, dt: float, hidden: i
     - `bound`: clip every forecast to [-bound, bound] before it is fed back or scored.
     - `timed`: the inputs end in the time channels of irregularly sampled data
       (`_times.py`): the path runs on the real times, and the readout reads the gap.
+    - `controls`: m, control inputs after the states: channels of the path.
     - `dtype`: the parameters' dtype.
     - `key`: a JAX PRNG key.
     """
     initial_key, field_key, readout_key = jr.split(key, 3)
-    channels = 1 + data_size
+    channels = 1 + data_size + controls
     return NeuralCDE(
         initial=eqx.nn.Linear(channels, hidden, dtype=dtype, key=initial_key),
         field=eqx.nn.MLP(hidden, hidden * channels, hidden, depth, activation=jax.nn.softplus,
                          final_activation=jnp.tanh, dtype=dtype, key=field_key),
-        readout=eqx.nn.Linear(hidden + (1 if timed else 0), out_size, dtype=dtype,
+        readout=eqx.nn.Linear(hidden + controls + (1 if timed else 0), out_size, dtype=dtype,
                               key=readout_key),
         dt=float(dt),
         data_size=data_size,
@@ -583,4 +622,5 @@ def make_ncde(data_size: int, out_size: int, steps: int, *, dt: float, hidden: i
         steps=steps,
         bound=bound,
         timed=timed,
+        controls=controls,
     )

@@ -65,6 +65,14 @@ class CompiledSystem(eqx.Module):
       `dy/dt = M(p) y`, else an `ODEFlow` (see `warp_phys.AbstractFlow`).
     - `t0`: the start of the time grid.
 
+    With control inputs (`System.controls`) the flow and the vector field are those of
+    generation, each control replaced by its declared signal, and:
+
+    - `signals(t, p) -> u`, shape (m,): the declared signals (None if any is undeclared).
+    - `law`: the flow of the law driven by measured controls, for grey-box models: its
+      parameter vector is `driven(p, t_a, t_b, u_a, u_b)`, the controls going linearly
+      from u_a at time t_a to u_b at t_b over one gap between samples.
+
     Views of the flow: `matrix(p) -> M`, shape (d, d), for a `LinearFlow` (`is_linear`);
     `solution(t, p) -> y(t)`, shape (d,), for a `ClosedFormFlow` (`has_solution`); each
     is `None` otherwise.
@@ -76,6 +84,8 @@ class CompiledSystem(eqx.Module):
     t0: float = eqx.field(static=True)
     param_names: tuple[str, ...] = eqx.field(static=True)
     state_names: tuple[str, ...] = eqx.field(static=True)
+    signals: Callable | None = eqx.field(static=True, default=None)
+    law: AbstractFlow | None = eqx.field(static=True, default=None)
 
     @property
     def matrix(self) -> Callable | None:
@@ -121,7 +131,18 @@ def _compile(system: System) -> CompiledSystem:
         equations = subs(system.equations)
     else:
         equations = [sp.diff(s, time) for s in subs(system.solution)]
-    field_fn = _lambdify([time, *state, *free], equations)
+    controls = list(system.controls)
+    declared = all(v is not None for v in system.controls.values())
+    signals = law = None
+    if controls:
+        law = _driven_flow(system, _lambdify([time, *state, *free, *controls], equations))
+        if declared:  # generation replaces each control by its signal
+            signal_fn = _lambdify([time, *free], subs(system.controls.values()))
+            signals = lambda t, p: signal_fn(t, *p)  # noqa: E731
+            equations = [e.subs(dict(zip(controls, subs(system.controls.values()))))
+                         for e in equations]
+    field_fn = _lambdify([time, *state, *free], equations if declared else
+                         [e.subs({u: 0 for u in controls}) for e in equations])
 
     def vector_field(t, y, p):
         return field_fn(t, *(y[i] for i in range(len(state))), *p)
@@ -146,7 +167,29 @@ def _compile(system: System) -> CompiledSystem:
         t0=system.t_span[0],
         param_names=tuple(s.name for s in free),
         state_names=tuple(s.name for s in state),
+        signals=signals,
+        law=law,
     )
+
+
+def driven(p, t_a, t_b, u_a, u_b):
+    """The parameter vector of `CompiledSystem.law` for one gap: the free parameters `p`,
+    then the gap's ends and the controls there."""
+    return jnp.concatenate([p, jnp.stack([t_a, t_b]).astype(p.dtype), u_a, u_b])
+
+
+def _driven_flow(system: System, field_fn: Callable) -> ODEFlow:
+    """The law as an ODE in the state whose controls go linearly between two samples
+    (`driven` packs what it reads)."""
+    n, d, m = len(system.free_parameters), len(system.state), len(system.controls)
+
+    def field(t, y, q):
+        p, (t_a, t_b), u_a, u_b = q[:n], q[n : n + 2], q[n + 2 : n + 2 + m], q[n + 2 + m :]
+        u = (u_a + (t - t_a) / (t_b - t_a) * (u_b - u_a)).astype(y.dtype)
+        return field_fn(t, *(y[i] for i in range(d)), *p, *u).astype(y.dtype)
+
+    solver = {} if system.solver is None else {"solver": system.solver}
+    return ODEFlow(vector_field=field, **solver)
 
 
 def _flow(system: System, solution: Callable | None, vector_field: Callable) -> AbstractFlow:

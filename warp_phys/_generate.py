@@ -145,6 +145,11 @@ def _simulator(compiled, key):
 
 def _simulate_split(system, split, n, seed, rtol, atol, progress) -> Dataset:
     compiled = compile_system(system)
+    silent = [u.name for u, signal in system.controls.items() if signal is None]
+    if silent:
+        raise WarpPhysError(f"system {system.name!r}: control {silent[0]!r} has no signal to "
+                            "generate data with; declare controls={u: an expression of t and "
+                            "parameters}, or use it as the law of a file with u: columns")
     draw_rng, task_rng = split_rng(seed, split, 0), split_rng(seed, split, 1)
     n_params = len(system.free_parameters)
     ts = np.linspace(*system.t_span, system.steps)
@@ -182,14 +187,15 @@ def _simulate_split(system, split, n, seed, rtol, atol, progress) -> Dataset:
     if system.timed:  # irregular sampling: each sample at a time of its own
         times = system.sampling.times(ts, len(y), split_rng(seed, split, 4))
         y = _off_grid(system, _SETTLED[key], ts, times, params, y, split)
+    controls = _signals(compiled, ts if times is None else times, params)
     y, clean = _observed(system, y, seed, split)
     if failed:
         warnings.warn(_failure_message(system, split, failed, n, fatal=False), GenerationWarning,
                       stacklevel=3)
     inputs, targets, extras = system.task.build(y, task_rng)
     inputs = held(inputs)  # a model reads the last value seen where one is missing
-    if times is not None:
-        inputs, extras = with_channels(inputs, times, system.t_span), {**extras, "times": times}
+    inputs = with_channels(inputs, times, system.t_span, controls)
+    extras |= {k: v for k, v in (("times", times), ("controls", controls)) if v is not None}
     labels = (
         system.parameters[system.label].index(params[:, system.free_parameters.index(system.label)])
         if system.label is not None else np.zeros(0, dtype=np.int64)
@@ -237,6 +243,17 @@ def _off_grid(system, flow: AbstractFlow, ts, times, params, y, split) -> np.nda
                             "be solved to its jittered sample times; lower Sampling(jitter=...) "
                             "or loosen the tolerances")
     return np.concatenate([y[:, :1], moved], axis=1)
+
+
+def _signals(compiled, times: np.ndarray, params: np.ndarray) -> np.ndarray | None:
+    """The declared control signals (n, T, m) at the sample `times` ((T,) or (n, T))."""
+    if compiled.signals is None:
+        return None
+    times = np.broadcast_to(times, (len(params), times.shape[-1]))
+    with jax.enable_x64(True):
+        per_sample = jax.vmap(compiled.signals, in_axes=(0, None))
+        return np.asarray(jax.jit(jax.vmap(per_sample))(jnp.asarray(times),
+                                                        jnp.asarray(params, jnp.float64)))
 
 
 @eqx.filter_jit

@@ -39,6 +39,8 @@ values c_j: the model classifies by identifying the physical parameter.
 """
 
 
+from collections.abc import Sequence
+
 import diffrax
 import equinox as eqx
 import jax
@@ -48,7 +50,7 @@ import optimistix as optx
 import sympy as sp
 from jaxtyping import Array, Float, PRNGKeyArray
 
-from ._compile import CompiledSystem, compile_system
+from ._compile import CompiledSystem, compile_system, driven
 from ._errors import WarpPhysError
 from ._flow import AbstractFlow, ODEFlow
 from ._root import ACTIVATIONS, AbstractRoot, FlatRoot
@@ -106,6 +108,9 @@ class PhysicsRoot(AbstractRoot):
     previous: bool = eqx.field(static=True, default=False)
     dt: float = eqx.field(static=True, default=0.0)
     timed: bool = eqx.field(static=True, default=False)
+    controls: int = eqx.field(static=True, default=0)
+    control_shift: tuple[float, ...] = eqx.field(static=True, default=())
+    control_scale: tuple[float, ...] = eqx.field(static=True, default=())
 
     @property
     def size(self) -> int:
@@ -154,13 +159,17 @@ class PhysicsRoot(AbstractRoot):
             half = self.half[self.index.index(self.label)]
             return -(((value - jnp.asarray(self.classes, value.dtype)) / half) ** 2)
         shift, scale = jnp.asarray(self.shift, x0.dtype), jnp.asarray(self.scale, x0.dtype)
-        d = len(self.shift)  # the states; known channels (sample times) follow them
+        d, m = len(self.shift), self.controls  # the states; known channels follow them
         t = self.compiled.t0 + tau * self.span
         if self.previous:
-            start = self.compiled.t0 + x[d] * self.span if self.timed else t - self.dt
+            start = self.compiled.t0 + x[-2] * self.span if self.timed else t - self.dt
             y = x[:d] * scale + shift
         else:
             start, y = self.compiled.t0, x0[:d] * scale + shift
+        if m:  # the controls over the gap, in physical units (`compile_system(...).law`)
+            u = x[d : d + 2 * m] * jnp.asarray(self.control_scale * 2, x.dtype) + jnp.asarray(
+                self.control_shift * 2, x.dtype)
+            p = driven(p, start, t, u[:m], u[m:])
         # Compiled expressions may promote (Python floats under x64): keep the model's dtype.
         return (self.state(p, start, t, y).astype(x0.dtype) - shift) / scale
 
@@ -177,6 +186,7 @@ def physics_root(
     reach: float = 3.0,
     previous: bool = False,
     timed: bool = False,
+    controls: tuple[Sequence[float], Sequence[float]] | None = None,
     rtol: float = 1e-6,
     atol: float = 1e-6,
     max_steps: int = 4096,
@@ -201,6 +211,9 @@ def physics_root(
       form).
     - `timed`: the inputs end in the time channels of irregularly sampled data
       (`_times.py`).
+    - `controls`: for a system with control inputs, the normaliser's `(shift, scale)` of
+      each control (the inputs carry them after the states); the law runs one gap at a
+      time (`previous`) with the controls going linearly across it.
     - `rtol`, `atol`, `max_steps`: the Diffrax solve, for systems with neither a linear
       matrix nor a closed form.
     - `dtype`, `key`: the weights' dtype and a JAX PRNG key.
@@ -214,7 +227,13 @@ def physics_root(
             f"system {system.name!r} maps its inputs to different targets ({system.task.name}), "
             "so no physics predicts them; train model='warp' on it")
     compiled = compile_system(system)
-    flow = _root_flow(compiled.flow, rtol=rtol, atol=atol, max_steps=max_steps)
+    m = len(system.controls)
+    if m and not previous:
+        raise WarpPhysError(
+            f"system {system.name!r} is driven by control inputs, which the physics reads one "
+            "gap between samples at a time; set root_previous=True (--root-previous)")
+    flow = _root_flow(compiled.law if m else compiled.flow, rtol=rtol, atol=atol,
+                      max_steps=max_steps)
     if previous and not flow.needs_state:
         raise WarpPhysError(
             f"system {system.name!r} is declared by its closed form, which has no starting "
@@ -245,9 +264,15 @@ def physics_root(
         shift=tuple(float(v) for v in np.broadcast_to(np.asarray(shift, float), (d,))),
         scale=tuple(float(v) for v in np.broadcast_to(np.asarray(scale, float), (d,))),
         classes=classes, label=label, previous=previous, dt=float(t1 - t0) / (system.steps - 1),
-        timed=timed,
+        timed=timed, controls=m,
+        control_shift=_units_of(controls[0], m) if m else (),
+        control_scale=_units_of(controls[1], m) if m else (),
     )
     return root, theta0
+
+
+def _units_of(value, m: int) -> tuple[float, ...]:
+    return tuple(float(v) for v in np.broadcast_to(np.asarray(value, float), (m,)))
 
 
 def _root_flow(flow: AbstractFlow, *, rtol: float, atol: float, max_steps: int) -> AbstractFlow:

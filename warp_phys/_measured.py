@@ -7,6 +7,7 @@ A `.csv` or `.parquet` file is long format, one row per observation:
 - `split` (optional): `train`, `val`, `test-id` or `test-ood`; without it, trajectories
   are split by a seeded draw (`SEEDED`);
 - `p:<name>` (optional): a known physical parameter of the run, the same on every row;
+- `u:<name>` (optional): a control input applied to the run (see below);
 - every other column: a state variable.
 
 A `.npz` file holds the same as arrays: `t` (T,) or (n, T), `y` (n, T, d), and
@@ -19,8 +20,14 @@ last one observed; losses and metrics skip it. When every trajectory's times lie
 uniform grid, a grid point a trajectory does not sample is missing in every state; when
 they lie on none (irregular sampling: `t` of shape (n, T) in a `.npz`, rows of its own
 per trajectory), each trajectory keeps its own times, which the models read as input
-channels (`_times.py`). Control inputs (`u:` columns, `u`) and class labels (`label`)
-are refused in one line naming the file and the column, never dropped silently.
+channels (`_times.py`).
+
+Control inputs are `u:<name>` columns (a `.npz`: `u` (n, T, m) and `control_names`): the
+value applied at each sample, known from each trajectory's first sample on (an empty
+cell holds the value before). Models read them as input channels, now and at the next
+sample; a law names them in `controls` (`{F: None}` when it only reads them). Class
+labels (`label`) are refused in one line naming the file and the column, never dropped
+silently.
 """
 
 import dataclasses
@@ -45,8 +52,8 @@ FILE_SPLITS = ("train", "val", "test-id", "test-ood")
 SEEDED = {"train": 0.7, "val": 0.15, "test-id": 0.15}
 """The shares of a seeded split by trajectory (seed 0, whatever the run's seed, so every
 run of a study sees the same test trajectories)."""
-NOT_YET_COLUMNS = {"u:": "control inputs", "label": "class labels"}
-NOT_YET_ARRAYS = {"u": "control inputs", "label": "class labels"}
+NOT_YET_COLUMNS = {"label": "class labels"}
+NOT_YET_ARRAYS = {"label": "class labels"}
 
 
 class _Table:
@@ -56,9 +63,10 @@ class _Table:
     nominal grid over their span."""
 
     def __init__(self, path, ids, t, y, params, split, state_names, param_names, labels=None,
-                 classes=(), times=None):
+                 classes=(), times=None, controls=None, control_names=()):
         self.path, self.ids, self.t, self.y, self.params = path, ids, t, y, params
         self.times = times
+        self.controls, self.control_names = controls, control_names  # (n, T, m), held
         self.split, self.state_names, self.param_names = split, state_names, param_names
         self.labels, self.classes = labels, classes  # class indices (n,) and names, if labelled
 
@@ -131,6 +139,7 @@ def _measured_system(path: Path, law: System | None, context: int | None) -> Sys
     if law is not None:
         return law.replace(name=name, **grid)
     return System(name=name, state=[sp.Symbol(n) for n in table.state_names],
+                  controls={sp.Symbol(n): None for n in table.control_names},
                   task=Forecast(), description=f"measured trajectories from {Path(path).name}",
                   **grid)
 
@@ -216,6 +225,7 @@ def read_like(path: Path, system: System) -> Dataset:
     if list(table.state_names) != names:
         raise WarpPhysError(f"{path} has state columns {list(table.state_names)}; the run was "
                             f"trained on {names}: name and order them the same")
+    _check_controls(table, [u.name for u in system.controls], "the run")
     if table.times is not None and not system.timed:
         raise WarpPhysError(f"{path} is sampled irregularly; the run was trained on one uniform "
                             "grid and reads no sample times: resample the file onto its grid, "
@@ -273,9 +283,15 @@ def _dataset(system: System, table: _Table, split: str, rows: np.ndarray,
     if system.timed:
         times = np.ascontiguousarray(table.times[rows] if table.times is not None
                                      else np.broadcast_to(table.t, y.shape[:2]))
-    return Dataset(t=table.t, y=y, inputs=with_channels(held(y), times, system.t_span),
+    controls = None  # in the system's order of its controls
+    if system.controls:
+        order = [table.control_names.index(u.name) for u in system.controls]
+        controls = np.ascontiguousarray(table.controls[rows][..., order])
+        meta["control_names"] = [u.name for u in system.controls]
+    extras = {k: v for k, v in (("times", times), ("controls", controls)) if v is not None}
+    return Dataset(t=table.t, y=y, inputs=with_channels(held(y), times, system.t_span, controls),
                    targets=y, params=params[rows], y0=y[:, 0, :], labels=labels,
-                   extras={} if times is None else {"times": times}, meta=meta)
+                   extras=extras, meta=meta)
 
 
 def _seeded_rule() -> str:
@@ -314,6 +330,15 @@ def _check_law(table: _Table, law: System) -> None:
                 f"orders its state columns {list(table.state_names)}")
         raise WarpPhysError(f"{table.path} {what} of the law {law.name!r} (state {names}); "
                             "name the file's state columns as the law's state, in its order")
+    _check_controls(table, [u.name for u in law.controls], f"the law {law.name!r}")
+
+
+def _check_controls(table: _Table, names: list[str], whose: str) -> None:
+    """The file's `u:` columns must be the controls `names` (in any order)."""
+    if sorted(table.control_names) != sorted(names):
+        given = ", ".join(f"u:{n}" for n in table.control_names) or "none"
+        raise WarpPhysError(f"{table.path} has control columns {given}; {whose} reads the "
+                            f"controls {names or 'none'}: give one u:<name> column per control")
 
 
 def _file_sha256(path: Path) -> str:
@@ -405,7 +430,9 @@ def _read_long(path: Path, frame) -> _Table:
             raise WarpPhysError(f"{path}, column {column!r}: {refused} are not supported by "
                                 "this version; drop the column to train without them")
     params = [c for c in columns if c.startswith("p:")]
-    states = [c for c in columns if c not in ("trajectory", "t", "split") and c not in params]
+    controls = [c for c in columns if c.startswith("u:")]
+    states = [c for c in columns if c not in ("trajectory", "t", "split")
+              and c not in params and c not in controls]
     if not states:
         raise WarpPhysError(f"{path} has no state column (every column besides trajectory, t, "
                             "split and p:<name> is a state variable)")
@@ -424,7 +451,7 @@ def _read_long(path: Path, frame) -> _Table:
         i = np.flatnonzero(frame["trajectory"].isna())[0]
         raise WarpPhysError(f"{path}, {line(i)}: the trajectory cell is empty")
     numeric = {}
-    for column in ["t", *states, *params]:
+    for column in ["t", *states, *params, *controls]:
         values = pd.to_numeric(frame[column], errors="coerce")
         bad = values.isna() & frame[column].notna()
         if bad.any():
@@ -444,7 +471,7 @@ def _read_long(path: Path, frame) -> _Table:
                                 f"{values[i]} is not finite")
         numeric[column] = values.to_numpy(np.float64)
     groups = _groups(path, frame, numeric["t"], line)
-    return _stack(path, frame, groups, numeric, states, params, line)
+    return _stack(path, frame, groups, numeric, (states, controls), params, line)
 
 
 def _groups(path, frame, t, line) -> dict:
@@ -466,7 +493,8 @@ def _groups(path, frame, t, line) -> dict:
     return groups
 
 
-def _stack(path, frame, groups, numeric, states, params, line) -> _Table:
+def _stack(path, frame, groups, numeric, columns, params, line) -> _Table:
+    states, controls = columns
     ids = list(groups)
     times = {k: numeric["t"][groups[k]] for k in ids}
     t, steps = _grid(path, times)
@@ -474,16 +502,8 @@ def _stack(path, frame, groups, numeric, states, params, line) -> _Table:
     if steps is None:  # on no common grid: each trajectory keeps its own times
         steps = {k: np.arange(len(v)) for k, v in times.items()}
         irregular = padded(list(times.values()), len(t))
-    y = np.full((len(ids), len(t), len(states)), np.nan)
-    for i, key in enumerate(ids):
-        rows = groups[key]
-        y[i, steps[key]] = np.stack([numeric[c][rows] for c in states], axis=-1)
-        first = np.flatnonzero(np.isnan(y[i, 0]))
-        if first.size:
-            raise WarpPhysError(
-                f"{path}, {line(rows[0])}, column {states[first[0]]!r}: the first sample "
-                f"of trajectory {key!r} is empty; a model starts from the first sample, so it "
-                "must give every state")
+    y, u = (_cells(path, ids, groups, steps, numeric, names, len(t), line, what)
+            for names, what in ((states, "state"), (controls, "control")))
     p = np.full((len(ids), len(params)), np.nan)
     for j, column in enumerate(params):
         for i, key in enumerate(ids):
@@ -497,7 +517,26 @@ def _stack(path, frame, groups, numeric, states, params, line) -> _Table:
     if "split" in frame.columns:
         split = _file_splits(path, frame, groups, ids, line)
     return _Table(str(path), ids, t, y, p, split, tuple(states), tuple(c[2:] for c in params),
-                  times=irregular)
+                  times=irregular, controls=held(u) if controls else None,
+                  control_names=tuple(c[2:] for c in controls))
+
+
+def _cells(path, ids, groups, steps, numeric, names, length, line, what) -> np.ndarray:
+    """The columns `names` as (n, length, len(names)), NaN where a trajectory has no row;
+    each trajectory's first sample must give every one of them."""
+    out = np.full((len(ids), length, len(names)), np.nan)
+    for i, key in enumerate(ids):
+        rows = groups[key]
+        if not names:
+            continue
+        out[i, steps[key]] = np.stack([numeric[c][rows] for c in names], axis=-1)
+        first = np.flatnonzero(np.isnan(out[i, 0]))
+        if first.size:
+            raise WarpPhysError(
+                f"{path}, {line(rows[0])}, column {names[first[0]]!r}: the first sample "
+                f"of trajectory {key!r} is empty; a model starts from the first sample, so it "
+                f"must give every {what}")
+    return out
 
 
 MAX_GRID = 10
@@ -674,5 +713,25 @@ def _read_npz(path: Path) -> _Table:
             raise WarpPhysError(f"{path}: split must hold one of {', '.join(FILE_SPLITS)} per "
                                 f"trajectory (got {bad[0]!r})" if bad else f"{path}: split has "
                                 f"{len(split)} entries for {n} trajectories")
+    controls, cnames = _npz_controls(path, arrays, y.shape)
     return _Table(str(path), [str(i) for i in range(n)], t, y, params, split, tuple(names),
-                  tuple(pnames), times=times)
+                  tuple(pnames), times=times, controls=controls, control_names=cnames)
+
+
+def _npz_controls(path, arrays: dict, shape) -> tuple[np.ndarray | None, tuple[str, ...]]:
+    """The control inputs `u` (n, T, m) of a `.npz` (NaN: held from the sample before) and
+    their names (`control_names`, default u0, u1, ...)."""
+    if "u" not in arrays:
+        return None, ()
+    u = np.asarray(arrays["u"], np.float64)
+    u = u[..., None] if u.ndim == 2 else u
+    if u.ndim != 3 or u.shape[:2] != shape[:2]:
+        raise WarpPhysError(f"{path}: u must have shape (n, T, m) with (n, T) = {shape[:2]} "
+                            f"as y, got {u.shape}")
+    if np.isinf(u).any() or np.isnan(u[:, 0]).any():
+        raise WarpPhysError(f"{path}: u holds infinite values or misses a control at a first "
+                            "sample; every control must be known from the first sample on")
+    names = tuple(str(s) for s in arrays.get("control_names", [f"u{i}" for i in range(u.shape[2])]))
+    if len(names) != u.shape[2]:
+        raise WarpPhysError(f"{path}: control_names has {len(names)} names for {u.shape[2]} controls")
+    return held(u), names

@@ -101,10 +101,12 @@ def sized(make, budget: int, *, what: str):
     return make(min((low, high), key=lambda w: abs(count(w) - budget)))
 
 
-def _units(normaliser: Normaliser | None, system: System):
-    """The normaliser's shift and scale of the states (not of known channels after them)."""
-    d = len(system.state)
-    return (0.0, 1.0) if normaliser is None else (normaliser.shift[:d], normaliser.scale[:d])
+def _units(normaliser: Normaliser | None, system: System, controls: bool = False):
+    """The normaliser's shift and scale of the states, or with `controls` of the control
+    inputs (the channels after the states)."""
+    d, m = len(system.state), len(system.controls)
+    where = slice(d, d + m) if controls else slice(0, d)
+    return (0.0, 1.0) if normaliser is None else (normaliser.shift[where], normaliser.scale[where])
 
 
 def _sizes(system: System) -> tuple[int, int]:
@@ -181,7 +183,7 @@ class AbstractWARPConfig(AbstractModelConfig):
             clip_bound=self.clip_bound, uncertainty=uncertainty, sigma_min=sigma_min,
             theta_clip=self.theta_clip, root_previous=self.root_previous, fourier=self.fourier,
             root=root, transition=self.transition, rank=self.rank, precision=self.precision,
-            timed=system.timed, dtype=jnp.float32, key=key)
+            timed=system.timed, controls=len(system.controls), dtype=jnp.float32, key=key)
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
@@ -217,7 +219,8 @@ class WARPPhysConfig(AbstractWARPConfig):
         root = physics_root(system, form=self.physics_form, shift=shift, scale=scale,
                             width=width, depth=self.depth, activation=self.activation,
                             reach=self.physics_reach, previous=self.root_previous,
-                            timed=system.timed, key=jr.fold_in(key, 1))
+                            timed=system.timed, key=jr.fold_in(key, 1),
+                            controls=_units(normaliser, system, controls=True))
         return self._warp(system, width, root, False, 1e-4, key=key)
 
 
@@ -248,7 +251,7 @@ class GRUConfig(AbstractBaselineConfig):
     def _build(self, system, normaliser, width, *, key):
         d, out = _sizes(system)
         return make_gru(d, out, system.steps, hidden=width, bound=self.bound,
-                        timed=system.timed, key=key)
+                        timed=system.timed, controls=len(system.controls), key=key)
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
@@ -260,7 +263,7 @@ class LSTMConfig(AbstractBaselineConfig):
     def _build(self, system, normaliser, width, *, key):
         d, out = _sizes(system)
         return make_lstm(d, out, system.steps, hidden=width, bound=self.bound,
-                         timed=system.timed, key=key)
+                         timed=system.timed, controls=len(system.controls), key=key)
 
 
 def _dt(system: System) -> float:
@@ -281,10 +284,15 @@ class NeuralODEConfig(AbstractBaselineConfig):
     def _build(self, system, normaliser, width, *, key):
         d, out = _sizes(system)
         physics = {}
+        m = len(system.controls)
+        if m:
+            u_shift, u_scale = _units(normaliser, system, controls=True)
+            physics = dict(controls=m, control_shift=u_shift, control_scale=u_scale)
         if self.node_physics:
             shift, scale = _units(normaliser, system)
-            physics = dict(vector_field=compile_system(system).vector_field,
-                           p0=jnp.asarray(centre(system), jnp.float32), shift=shift,
+            compiled = compile_system(system)
+            physics |= dict(vector_field=(compiled.law or compiled).vector_field,
+                           p0=centre(system), shift=shift,
                            scale=scale, t0=system.t_span[0])
         return make_node(d, out, system.steps, dt=_dt(system), hidden=width, depth=self.depth,
                          code=self.code, classify=isinstance(system.task, Classify),
@@ -307,7 +315,8 @@ class NeuralCDEConfig(AbstractBaselineConfig):
     def _build(self, system, normaliser, width, *, key):
         d, out = _sizes(system)
         return make_ncde(d, out, system.steps, dt=_dt(system), hidden=width, depth=self.depth,
-                         bound=self.bound, timed=system.timed, key=key)
+                         bound=self.bound, timed=system.timed, controls=len(system.controls),
+                         key=key)
 
 
 MODELS: dict[str, type[AbstractModelConfig]] = {

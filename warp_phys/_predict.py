@@ -49,12 +49,19 @@ def predict(run, data: "str | Path | Dataset", *, horizon: int | None = None):
     if not isinstance(horizon, int) or horizon < 1:
         raise WarpPhysError(f"--horizon must be a positive number of steps, got {horizon!r}")
     total = context + horizon
+    if system.controls and total > steps:
+        raise WarpPhysError(f"--horizon {horizon} runs {total - steps} steps past the data, where "
+                            "the control inputs are unknown; give at most "
+                            f"{steps - context}, or data whose u: columns reach further")
     d = dataset.y.shape[2]
     times = _sample_times(dataset, total)
-    x = run.normaliser(dataset.inputs[:, :total, :d])
+    x = dataset.inputs[:, :total, :d]
     if total > steps:  # past the data: the model reads its own forecasts there
         x = np.concatenate([x, np.zeros((len(x), total - steps, d))], 1)
-    x = with_channels(x, times if system.timed else None, system.t_span).astype(np.float32)
+    controls = dataset.extras.get("controls")
+    x = with_channels(x, times if system.timed else None, system.t_span,
+                      None if controls is None else controls[:, :total])
+    x = run.normaliser(x).astype(np.float32)
     mask = Forecast().inference_mask(len(x), total, context)
     mean = run.normaliser.inverse(predict_outputs(run.load_model(), x, mask).astype(np.float64))
     ids = _ids(dataset)

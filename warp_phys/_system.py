@@ -134,6 +134,14 @@ class System:
       models then both use (an explicit solver declared here serves generation; grey-box
       models train with Tsit5). Default `None`: Dopri8, and generation hands over to
       Kvaerno5 (with a warning) when Dopri8 grinds (see `warp_phys.ODEFlow`).
+    - `controls`: inputs that drive the system, `{u: signal}`: symbols the equations use
+      beside the states, each with the signal generation draws for it, an expression of
+      the time and of parameters (e.g. `a * sp.sin(w * t)` with `a`, `w` declared in
+      `parameters` with train and OoD ranges, so each trajectory gets a signal of its
+      own), or None for a law whose controls come only from a file's `u:` columns. The
+      values at each sample reach the models as input channels, now and at the next
+      sample (known to the experimenter, never forecast); a grey-box law reads them
+      there, linearly interpolated between samples.
     - `description`, `units`: free text, shown by `warp-phys systems`.
     - `presets`: training presets of this system, `{preset: {selector: {option: value}}}`
       with `"*"` (every model) or a model config class (`wp.WARPPhysConfig`) as the
@@ -170,6 +178,7 @@ class System:
     sizes: Mapping[str, int] = dataclasses.field(default_factory=lambda: dict(DEFAULT_SIZES))
     time: sp.Symbol = sp.Symbol("t")
     solver: dfx.AbstractAdaptiveSolver | None = None
+    controls: Mapping[sp.Symbol, Any] = dataclasses.field(default_factory=dict)
     noise: Mapping[sp.Symbol, AbstractNoise] = dataclasses.field(default_factory=dict)
     sampling: Sampling | None = None
     measured: Measurements | None = None
@@ -187,6 +196,7 @@ class System:
         set_("state", self._checked_state(where))
         set_("parameters", self._checked_parameters(where))
         self._check_names(where)
+        set_("controls", self._checked_controls(where))
         if self.solution is not None:
             set_("solution", self._checked_solution(where))
         set_("equations", self._checked_equations(where))
@@ -286,8 +296,29 @@ class System:
             )
         return solution
 
+    def _checked_controls(self, where):
+        if not isinstance(self.controls, Mapping):
+            raise WarpPhysError(f"{where}: controls must be a dict {{input symbol: signal "
+                                "expression or None}}")
+        taken = {s.name for s in (*self.state, *self.parameters, self.time)}
+        controls = {}
+        for symbol, signal in self.controls.items():
+            if not isinstance(symbol, sp.Symbol) or symbol.name in taken:
+                raise WarpPhysError(f"{where}: control {symbol!r} must be a SymPy symbol of its "
+                                    "own (not a state, a parameter or the time)")
+            if signal is not None:
+                signal = _sympify(signal, f"{where}: control {symbol.name!r}")
+                self._check_symbols(signal, {*self.parameters, self.time},
+                                    f"signal of control {symbol.name}")
+            controls[symbol] = signal
+        if controls and self.solution is not None:
+            raise WarpPhysError(f"{where}: a closed-form solution cannot take control inputs; "
+                                "declare equations instead")
+        return controls
+
     def _checked_equations(self, where):
-        state, known = self.state, {*self.state, *self.parameters, self.time}
+        state = self.state
+        known = {*self.state, *self.parameters, self.time, *self.controls}
         if self.equations is None:
             if self.solution is None and self.measured is None:
                 raise WarpPhysError(
@@ -435,8 +466,9 @@ class System:
                     f"assumptions ({symbol.assumptions0}) differ from the declared one "
                     f"({allowed_names[symbol.name].assumptions0}); use the same symbol object"
                 )
-            kinds = {"equation": f"a state, a parameter or the time {self.time.name!r}",
+            kinds = {"equation": f"a state, a parameter, a control or the time {self.time.name!r}",
                      "solution": f"a parameter or the time {self.time.name!r}",
+                     "signal": f"a parameter or the time {self.time.name!r}",
                      "initial": "a parameter"}[what.split()[0]]
             raise WarpPhysError(
                 f"system {self.name!r}: {what} uses {symbol.name!r}, which is not {kinds}; "
@@ -499,6 +531,13 @@ class System:
         return next((s for s in ("test-ood", "test-paper") if s in self.splits), None)
 
     @property
+    def known_channels(self) -> int:
+        """Input channels after the states that a model reads and never forecasts: each
+        control's value now and at the next sample, then the two sample times of irregular
+        data (`_times.py`)."""
+        return 2 * len(self.controls) + (2 if self.timed else 0)
+
+    @property
     def timed(self) -> bool:
         """Whether each trajectory has sample times of its own (irregular sampling: a
         file's, or `Sampling(jitter=...)`), which models read as input channels
@@ -556,6 +595,8 @@ class System:
             "task": self.task.to_json(),
             # Only when declared, so the hashes of systems that declare none are unchanged.
             **({} if self.solver is None else {"solver": type(self.solver).__name__}),
+            **({} if not self.controls else {"controls": [
+                [sp.srepr(u), None if v is None else sp.srepr(v)] for u, v in self.controls.items()]}),
             **({} if not self.noise else {"noise": {
                 s.name: n.to_json() for s, n in self.noise.items()}}),
             **({} if self.sampling is None else {"sampling": self.sampling.to_json()}),

@@ -1,4 +1,9 @@
-"""Sample times: when each observation of a trajectory was made, as models read it.
+"""Known inputs: what a model reads beside the states and never forecasts, the sample
+times of irregular data and the control inputs that drive a system.
+
+Control inputs (`System.controls`, a file's `u:` columns) come first: each control's value
+at sample k and at sample k + 1 (the future of a control is known to the experimenter
+who applies it; after the last sample it is held). Sample times follow.
 
 Data on one uniform grid need nothing: step k of every trajectory is at normalised time
 tau_k = k / (T - 1), and every model computes it from k. Irregularly sampled data (a
@@ -53,12 +58,19 @@ def padded(times: list[np.ndarray], steps: int) -> np.ndarray:
     return out
 
 
-def with_channels(inputs: np.ndarray, times: np.ndarray | None, t_span) -> np.ndarray:
-    """`inputs` (n, T, d) followed by the time channels of `times` (n, T); unchanged when
-    `times` is None (uniform sampling)."""
-    if times is None:
+def with_channels(inputs: np.ndarray, times: np.ndarray | None, t_span,
+                  controls: np.ndarray | None = None) -> np.ndarray:
+    """`inputs` (n, T, d) followed by the known channels: with `controls` (n, T, m), each
+    control's value at the sample and at the next one (the last held), then with `times`
+    (n, T) the two time channels. Unchanged with neither (uniform sampling, no controls)."""
+    parts = [inputs]
+    if controls is not None and controls.shape[-1]:
+        parts += [controls, np.concatenate([controls[:, 1:], controls[:, -1:]], axis=1)]
+    if times is not None:
+        parts.append(channels(times, t_span))
+    if len(parts) == 1:
         return inputs
-    return np.concatenate([inputs, channels(times, t_span).astype(inputs.dtype)], axis=-1)
+    return np.concatenate([p.astype(inputs.dtype) for p in parts], axis=-1)
 
 
 def step_times(x_in, k, steps: int, timed: bool):

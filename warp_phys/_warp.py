@@ -275,6 +275,7 @@ def make_warp(
     rank: int = 8,
     precision: str = "float32",
     timed: bool = False,
+    controls: int = 0,
     dtype=jnp.float32,
     key: PRNGKeyArray,
 ) -> WARP:
@@ -306,12 +307,14 @@ def make_warp(
       state and the accumulation stay in `dtype`).
     - `timed`: the inputs end in the two time channels of irregularly sampled data
       (`_times.py`): the root then reads each sample's own time and B the real gaps.
+    - `controls`: m, the control inputs whose values now and at the next sample follow
+      the states in the inputs (B and the hypernetwork read them).
     - `dtype`: the parameters' dtype.
     - `key`: a JAX PRNG key.
     """
     _check_choices(precision=precision, transition=transition, final=final, init=init)
     root_key, hyper_key = jr.split(key)  # (kept as it was: runs reproduce across versions)
-    in_size = data_size + (CHANNELS if timed else 0)
+    in_size = data_size + 2 * controls + (CHANNELS if timed else 0)
     if root is None:
         root, theta0 = mlp_root(in_size, out_size * (2 if uncertainty else 1), width=width,
                                 depth=depth, activation=activation, fourier=fourier,
