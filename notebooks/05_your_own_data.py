@@ -12,11 +12,11 @@
 # ---
 
 # %% [markdown]
-# # Your own data: from a CSV of noisy measurements to WARP-Phys and its parameters
+# # Your own data: from a CSV of noisy, irregular measurements to WARP-Phys and its parameters
 #
-# A scientist has a CSV of pendulum runs: angle and angular velocity logged every 0.05 s
-# with sensor noise and with gaps where the logger missed a sample, and the length of each
-# pendulum noted down. They know the law of a
+# A scientist has a CSV of pendulum runs: angle and angular velocity logged about every
+# 0.05 s, whenever the logger fired (each run at times of its own), with sensor noise and
+# with gaps where the logger missed a sample, and the length of each pendulum noted down. They know the law of a
 # damped pendulum but not each run's length and damping. This notebook goes from that file
 # to a fitted WARP-Phys model, its forecasts, and the parameters it infers from the first
 # two seconds of each run, out of distribution included.
@@ -46,9 +46,11 @@ work = Path(tempfile.mkdtemp(prefix="warp-phys-measured-"))  # or any folder of 
 #
 # Stand-in for a logger: a declaration with observation noise (`noise=`, a
 # `wp.Gaussian` per state, drawn from a random stream of its own; the clean trajectories
-# stay in `extras["clean"]`) and 15% of the samples missed (`sampling=`), written out in
-# the long format `warp-phys` reads, one row per observation (a missed sample has no row), with the known length as a `p:` column and a `split` column that
-# sets longer and shorter pendulums than any training run aside as `test-ood`.
+# stay in `extras["clean"]`), 15% of the samples missed and every sample up to half a
+# step early (`sampling=wp.Sampling(drop=0.15, jitter=0.5)`), written out in the long
+# format `warp-phys` reads, one row per observation at its own time (a missed sample has
+# no row), with the known length as a `p:` column and a `split` column that sets longer
+# and shorter pendulums than any training run aside as `test-ood`.
 
 # %%
 theta, omega = sp.symbols("theta omega")
@@ -60,7 +62,7 @@ logger = wp.System(
                 damping: wp.Uniform(train=(0.1, 0.3))},
     initial_state={theta: wp.Uniform(train=(-1.0, 1.0)), omega: 0.0},
     noise={theta: wp.Gaussian(std=0.02), omega: wp.Gaussian(std=0.05)},
-    sampling=wp.Sampling(drop=0.15),
+    sampling=wp.Sampling(drop=0.15, jitter=0.5),
     t_span=(0.0, 5.0), steps=101, context=40,
 )
 sizes = {"train": 16, "val": 8, "test-id": 8, "test-ood": 8} if SMALL else {
@@ -69,7 +71,7 @@ rows = []
 for split, n in sizes.items():
     data = wp.generate(logger, split, n, seed=0, cache=False)
     for i in range(n):
-        rows.append(pd.DataFrame({"trajectory": f"{split}-{i}", "t": data.t,
+        rows.append(pd.DataFrame({"trajectory": f"{split}-{i}", "t": data.extras["times"][i],
                                   "theta": data.y[i, :, 0], "omega": data.y[i, :, 1],
                                   "p:length": data.params[i, 0], "split": split}))
 csv = work / "pendulum.csv"
@@ -80,29 +82,33 @@ pd.read_csv(csv).head()
 # ## 2. Read it
 #
 # `wp.read_trajectories` checks the file (a missing column, times that go back or a split
-# with no runs is one line naming the file, the line and the column), places every run on
-# the common grid (a missed sample is a missing value: models read the last value seen,
-# losses and metrics skip it) and returns a `Dataset` per split.
+# with no runs is one line naming the file, the line and the column), keeps each run's
+# own sample times (they lie on no common grid: `extras["times"]`, which every model reads
+# beside the states), and returns a `Dataset` per split. A run that missed samples is
+# shorter; the samples after its last are missing values (models read the last value
+# seen, losses and metrics skip them).
 
 # %%
 measured = wp.read_trajectories(csv)
 for split, dataset in measured.items():
-    print(f"{split:>9}: {len(dataset)} runs x {dataset.y.shape[1]} grid points, "
-          f"{dataset.meta['missing'] // 2} samples missing, "
+    print(f"{split:>9}: {len(dataset)} runs, at most {dataset.y.shape[1]} samples each, "
+          f"{dataset.meta['missing'] // 2} padding samples, "
           f"lengths {dataset.params[:, 0].min():.2f}-{dataset.params[:, 0].max():.2f} m")
 fig, ax = plt.subplots(figsize=(9, 3.2))
 for split, colour in [("train", "tab:blue"), ("test-ood", "tab:red")]:
-    ax.plot(measured[split].t, measured[split].y[:3, :, 0].T, c=colour, lw=0.8)
-ax.axvspan(0, measured["train"].t[39], color="grey", alpha=0.2)
+    ax.plot(measured[split].extras["times"][:3].T, measured[split].y[:3, :, 0].T, c=colour, lw=0.8)
+ax.axvspan(0, measured["train"].extras["times"][0, 39], color="grey", alpha=0.2)
 ax.set(xlabel="t (s)", ylabel="theta (rad)", title="measured angle: train (blue), test-ood (red)")
 assert set(measured) == set(sizes) and measured["train"].param_names == ("length",)
+assert wp.load_system(csv).timed  # each run keeps its own times
 
 # %% [markdown]
 # ## 3. The law you know
 #
 # A declaration whose state names are the file's columns. Its parameter ranges are the
 # model's prior, wider than the training runs; the file's grid and sizes replace its
-# own. `forcing=0` trains WARP-Phys fully autoregressively, as the msd preset does.
+# own. `forcing=0` trains WARP-Phys fully autoregressively, as the msd preset does; the
+# physics runs from each sample's own time to the next sample's.
 
 # %%
 law = work / "pendulum_law.py"
