@@ -16,9 +16,19 @@ import warp_phys as wp
 RESULTS = Path(__file__).parent / "results"
 
 
+def cpu_model() -> str:
+    """The CPU's model name from /proc/cpuinfo ('' where there is none)."""
+    try:
+        with open("/proc/cpuinfo") as f:
+            return next((line.split(":", 1)[1].strip() for line in f
+                         if line.startswith("model name")), "")
+    except OSError:
+        return ""
+
+
 def machine() -> dict:
     return {"platform": platform.platform(), "processor": platform.machine(),
-            "cpus": os.cpu_count(), "device": str(jax.devices()[0]),
+            "cpu": cpu_model(), "cpus": os.cpu_count(), "device": str(jax.devices()[0]),
             "device_kind": jax.devices()[0].device_kind, "jax": jax.__version__,
             "warp_phys": wp.__version__}
 

@@ -4,7 +4,9 @@
     python benchmarks/fit.py sine --preset paper --n-train 10
     python benchmarks/fit.py sine --preset paper --n-train 10 --model warp-phys --physics-form direct
 
-Writes benchmarks/results/fit-<system>-<preset>[-<model>][-n<N>].json with the final metrics of
+    python benchmarks/fit.py msd --preset quick --tag epyc   # the same run on another CPU
+
+Writes benchmarks/results/fit-<system>-<preset>[-<model>][-n<N>][-<tag>].json with the final metrics of
 every test split (forecast-window MSE/MAE in data units, the naive last-context-value
 forecast beside them, accuracy for classification), wall time and seconds per epoch.
 """
@@ -27,6 +29,7 @@ def main():
     parser.add_argument("--model", default="warp")
     parser.add_argument("--physics-form", default=None)
     parser.add_argument("--runs", type=Path, default=Path("runs"))
+    parser.add_argument("--tag", default="", help="appended to the result's name (another machine)")
     args = parser.parse_args()
     config = wp.make_config(args.system, args.preset, n_train=args.n_train, epochs=args.epochs,
                             lr=args.lr, model=args.model, physics_form=args.physics_form)
@@ -38,7 +41,8 @@ def main():
         f" --epochs {args.epochs}" if args.epochs else "") + (
         f" --lr {args.lr}" if args.lr else "") + (
         f" --model {args.model}" if args.model != "warp" else "") + (
-        f" --physics-form {args.physics_form}" if args.physics_form else "")
+        f" --physics-form {args.physics_form}" if args.physics_form else "") + (
+        f" --tag {args.tag}" if args.tag else "")
     result = {
         "benchmark": "fit",
         "command": command,
@@ -49,7 +53,7 @@ def main():
     }
     name = (f"fit-{args.system}-{args.preset}" + (f"-{args.model}" if args.model != "warp" else "")
             + (f"-{args.physics_form}" if args.physics_form else "")
-            + (f"-n{args.n_train}" if args.n_train else ""))
+            + (f"-n{args.n_train}" if args.n_train else "") + (f"-{args.tag}" if args.tag else ""))
     write_result(name, result)
 
 
