@@ -62,6 +62,16 @@ def test_a_declared_signal_drives_generation_and_is_recorded(data):
     levels = wp.generate(step, "train", 4, cache=False)
     np.testing.assert_array_equal(levels.extras["controls"][:, [0, 31, 32, 63], 0],
                                   levels.params[:, [3, 3, 3, 3]] * [1, 1, -1, -1])
+    # A control that multiplies a state is not a linear system: x' = -u x, u = 1 + sin t.
+    u = sp.Symbol("u")
+    decay = wp.System(name="decay", state=[x], equations=[-u * x], controls={u: 1 + sp.sin(t)},
+                      initial_state={x: wp.Uniform(train=(0.5, 1.0))}, t_span=(0.0, 2.0),
+                      steps=21, context=5)
+    assert isinstance(wp.compile_system(decay).flow, wp.ODEFlow)
+    solved = wp.generate(decay, "train", 3, cache=False)
+    grid = np.linspace(0.0, 2.0, 21)
+    np.testing.assert_allclose(solved.y[..., 0], solved.y0 * np.exp(-(grid + 1 - np.cos(grid))),
+                               rtol=1e-6)
     with pytest.raises(wp.WarpPhysError, match=r"control 'F' has no signal to generate data"):
         wp.generate(forced(controls={F: None}), "train", 4, cache=False)
     with pytest.raises(wp.WarpPhysError, match=r"signal of control F uses 'q'"):

@@ -184,6 +184,9 @@ def test_an_irregular_npz_and_its_mistakes(tmp_path):
     assert np.isnan(split.y[index, 200:]).all()
     np.testing.assert_array_equal(split.extras["times"][index, :200], t[0, :200])
     np.testing.assert_allclose(np.diff(split.extras["times"][index, 199:]), t[0, 199] - t[0, 198])
+    # One set of times for every run, but on no uniform grid: irregular too.
+    np.savez(tmp_path / "shared.npz", t=data.extras["times"][0], y=data.y)
+    assert wp.load_system(tmp_path / "shared.npz").timed
     bad = {"value at a NaN time": (lambda t, y: (t, np.where(np.isnan(t)[..., None], 1.0, y)),
                                    r"trajectory 0 has a value at a step whose time is NaN"),
            "times go back": (lambda t, y: (np.where(np.arange(256) == 50, 0.5, t), y),

@@ -38,8 +38,9 @@ def _lambdify(args: list[sp.Symbol], exprs: list[sp.Expr]) -> Callable[..., jax.
 
 
 def linear_matrix(system: System) -> sp.Matrix | None:
-    """`M(p)` if the equations are `dy/dt = M(p) y` (linear, homogeneous, autonomous)."""
-    if system.equations is None:
+    """`M(p)` if the equations are `dy/dt = M(p) y` (linear, homogeneous, autonomous; a
+    control input makes them neither, even where it multiplies a state)."""
+    if system.equations is None or system.controls:
         return None
     f = sp.Matrix(system.equations).subs(system.fixed_parameters)
     y = sp.Matrix(system.state)

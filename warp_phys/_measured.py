@@ -604,15 +604,12 @@ def _check_splits(path, split) -> None:
                                 "needs train, val and test-id (test-ood is optional)")
 
 
-def _check_uniform(path, t) -> None:
+def _uniform(path, t) -> bool:
+    """Whether the times `t` (T,) are evenly spaced (to 0.1% of their mean step)."""
     if len(t) < 2:
         raise WarpPhysError(f"{path}: trajectories need at least 2 time points, got {len(t)}")
     dt = np.diff(t)
-    if not np.allclose(dt, dt.mean(), rtol=1e-3, atol=0):
-        i = int(np.argmax(np.abs(dt - dt.mean())))
-        raise WarpPhysError(
-            f"{path}: time steps are not uniform (step {i + 1} is {dt[i]:g}, the mean "
-            f"{dt.mean():g}); irregular sampling is not supported by this version")
+    return bool(np.allclose(dt, dt.mean(), rtol=1e-3, atol=0))
 
 
 def _own_times(path, t: np.ndarray) -> np.ndarray:
@@ -690,8 +687,9 @@ def _read_npz(path: Path) -> _Table:
                                 "a NaN time marks padding after the last sample")
     elif (np.diff(t) <= 0).any():
         raise WarpPhysError(f"{path}: t does not increase (at step {int(np.argmax(np.diff(t) <= 0)) + 1})")
-    else:
-        _check_uniform(path, t)
+    elif not _uniform(path, t):  # one set of times, but on no uniform grid: irregular
+        times = _own_times(path, np.broadcast_to(t, (n, steps)))
+        t = np.linspace(t[0], t[-1], steps)
     params = np.asarray(arrays.get("params", np.zeros((n, 0))), np.float64)
     params = params[:, None] if params.ndim == 1 and len(params) == n else params
     if params.ndim != 2 or len(params) != n:

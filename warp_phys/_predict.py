@@ -22,7 +22,8 @@ from ._times import padded, with_channels
 
 def predict(run, data: "str | Path | Dataset", *, horizon: int | None = None):
     """Forecasts of `run` on `data` (a split name of the run's system, a file of measured
-    trajectories in the format of `warp_phys.read_trajectories`, or a `Dataset`).
+    trajectories in the format of `warp_phys.read_trajectories`, or a `Dataset`; for a run
+    on irregular or controlled data the file brings its own times and `u:` columns).
 
     **Arguments:**
 
@@ -49,6 +50,10 @@ def predict(run, data: "str | Path | Dataset", *, horizon: int | None = None):
     if not isinstance(horizon, int) or horizon < 1:
         raise WarpPhysError(f"--horizon must be a positive number of steps, got {horizon!r}")
     total = context + horizon
+    if system.controls and "controls" not in dataset.extras:
+        raise WarpPhysError(f"{run.path} was trained with the control inputs "
+                            f"{[u.name for u in system.controls]}; the data gives none: read it "
+                            "with its u: columns (a file, or a split of the run's system)")
     if system.controls and total > steps:
         raise WarpPhysError(f"--horizon {horizon} runs {total - steps} steps past the data, where "
                             "the control inputs are unknown; give at most "
