@@ -145,11 +145,7 @@ def _simulator(compiled, key):
 
 def _simulate_split(system, split, n, seed, rtol, atol, progress) -> Dataset:
     compiled = compile_system(system)
-    silent = [u.name for u, signal in system.controls.items() if signal is None]
-    if silent:
-        raise WarpPhysError(f"system {system.name!r}: control {silent[0]!r} has no signal to "
-                            "generate data with; declare controls={u: an expression of t and "
-                            "parameters}, or use it as the law of a file with u: columns")
+    _check_signals(system)
     draw_rng, task_rng = split_rng(seed, split, 0), split_rng(seed, split, 1)
     n_params = len(system.free_parameters)
     ts = np.linspace(*system.t_span, system.steps)
@@ -243,6 +239,15 @@ def _off_grid(system, flow: AbstractFlow, ts, times, params, y, split) -> np.nda
                             "be solved to its jittered sample times; lower Sampling(jitter=...) "
                             "or loosen the tolerances")
     return np.concatenate([y[:, :1], moved], axis=1)
+
+
+def _check_signals(system) -> None:
+    """Raise if a control has no declared signal (it can only be read from a file)."""
+    silent = [u.name for u, signal in system.controls.items() if signal is None]
+    if silent:
+        raise WarpPhysError(f"system {system.name!r}: control {silent[0]!r} has no signal to "
+                            "generate data with; declare controls={u: an expression of t and "
+                            "parameters}, or use it as the law of a file with u: columns")
 
 
 def _signals(compiled, times: np.ndarray, params: np.ndarray) -> np.ndarray | None:
