@@ -13,7 +13,7 @@ from scipy.integrate import solve_ivp
 import warp_phys as wp
 from warp_phys._cli import main
 from warp_phys._greybox import encode
-from warp_phys._times import with_channels
+from warp_phys._known import with_channels
 
 
 x, v, F, t = sp.symbols("x v F t")

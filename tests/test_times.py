@@ -10,7 +10,7 @@ import pytest
 import warp_phys as wp
 from warp_phys._cli import main
 from warp_phys._greybox import encode
-from warp_phys._times import channels
+from warp_phys._known import channels
 
 from .helpers import solve_dop853
 

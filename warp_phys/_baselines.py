@@ -24,7 +24,7 @@ import numpy as np
 from jaxtyping import Array, Float, PRNGKeyArray
 
 from ._compile import driven
-from ._times import CHANNELS, step_times
+from ._known import CHANNELS, step_times
 from ._feedback import bounded, feedback_scan
 
 
@@ -152,7 +152,7 @@ class RNN(AbstractBaseline):
         _check_steps(self.steps)
 
     def _step(self, state, x_in, k):
-        if self.timed:  # the input holds tau_k and tau_{k+1} (`_times.py`)
+        if self.timed:  # the input holds tau_k and tau_{k+1} (`_known.py`)
             features = x_in
         else:
             tau = jnp.asarray(k / (self.steps - 1), x_in.dtype)
@@ -202,7 +202,7 @@ def make_gru(data_size: int, out_size: int, steps: int, *, hidden: int,
     - `bound`: clip every forecast to [-bound, bound] before it is fed back or scored
       (None: no clip); `--final clip --clip-bound B` sets it for every baseline.
     - `timed`: the inputs end in the time channels of irregularly sampled data
-      (`_times.py`); the cell reads them in place of the uniform tau_k.
+      (`_known.py`); the cell reads them in place of the uniform tau_k.
     - `controls`: m, control inputs after the states (now and next sample), read as they are.
     - `dtype`: the parameters' dtype.
     - `key`: a JAX PRNG key.
@@ -346,6 +346,19 @@ def _per_feature(name: str, value, size: int) -> tuple[float, ...]:
     return tuple(float(v) for v in values)
 
 
+def _node_field(data_size, code, hidden, depth, vector_field, p0, dtype, key):
+    """The Neural ODE's MLP field, and with a known-physics term its parameters (started at
+    `p0`, the field at zero): `(field, physics or None, positive)`."""
+    if (vector_field is None) != (p0 is None):
+        raise ValueError("vector_field and p0 must be given together, got "
+                         f"vector_field={vector_field!r} and p0={p0!r}")
+    field = eqx.nn.MLP(data_size + code, data_size, hidden, depth, activation=jax.nn.softplus,
+                       dtype=dtype, key=key)
+    if vector_field is None:
+        return field, None, False
+    return _start_at_physics(field, p0, dtype)
+
+
 def _start_at_physics(field: eqx.nn.MLP, p0, dtype):
     """The field with a zero last layer (the model starts as the declared physics), and
     the physical parameters as trained: their logarithms where all are positive."""
@@ -400,7 +413,7 @@ def make_node(
     - `classify`: add a linear classifier of (y, c_k) and return logits.
     - `bound`: clip every forecast to [-bound, bound] before it is fed back or scored.
     - `timed`: the inputs end in the time channels of irregularly sampled data
-      (`_times.py`): the code reads them, and each forecast integrates over the real gap.
+      (`_known.py`): the code reads them, and each forecast integrates over the real gap.
     - `controls`: m, control inputs after the states (now and next sample): the code reads
       them, and the known-physics term (then `compile_system(system).law`'s vector field)
       gets them in physical units, `control_shift` and `control_scale` the normaliser's.
@@ -420,15 +433,9 @@ def make_node(
     if not classify and out_size != data_size:
         raise ValueError(f"out_size must equal data_size ({data_size}) for a forecasting "
                          f"Neural ODE, got {out_size}; pass classify=True for class logits")
-    if (vector_field is None) != (p0 is None):
-        raise ValueError("vector_field and p0 must be given together, got "
-                         f"vector_field={vector_field!r} and p0={p0!r}")
     encoder_key, field_key, classifier_key = jr.split(key, 3)
-    field = eqx.nn.MLP(data_size + code, data_size, hidden, depth, activation=jax.nn.softplus,
-                       dtype=dtype, key=field_key)
-    physics, positive = None, False
-    if vector_field is not None:
-        field, physics, positive = _start_at_physics(field, p0, dtype)
+    field, physics, positive = _node_field(data_size, code, hidden, depth, vector_field, p0,
+                                           dtype, field_key)
     classifier = (eqx.nn.Linear(data_size + code, out_size, dtype=dtype, key=classifier_key)
                   if classify else None)
     return NeuralODE(
@@ -449,8 +456,8 @@ def make_node(
         bound=bound,
         timed=timed,
         controls=controls,
-        control_shift=_per_feature("control_shift", control_shift, controls) if controls else (),
-        control_scale=_per_feature("control_scale", control_scale, controls) if controls else (),
+        control_shift=_per_feature("control_shift", control_shift, controls),
+        control_scale=_per_feature("control_scale", control_scale, controls),
     )
 
 
@@ -481,7 +488,7 @@ class NeuralCDE(AbstractBaseline):
         dz     = f_phi(z) dX(t)                            (f_phi: hidden -> hidden x (1 + d + m))
         mean_k = W z(t_k) + b
 
-    with t_k = k dt, or each sample's own time with irregular sampling (`_times.py`; the
+    with t_k = k dt, or each sample's own time with irregular sampling (`_known.py`; the
     readout then also reads the gap to the sample it forecasts, and with controls their
     values there). On [t_{k-1}, t_k] the path is the cubic Hermite segment through
     x_in_{k-1} and x_in_k with the backward-difference slopes (x_in_{k-1} - x_in_{k-2}) / dt
@@ -603,7 +610,7 @@ def make_ncde(data_size: int, out_size: int, steps: int, *, dt: float, hidden: i
     - `depth`: the number of hidden layers of f_phi.
     - `bound`: clip every forecast to [-bound, bound] before it is fed back or scored.
     - `timed`: the inputs end in the time channels of irregularly sampled data
-      (`_times.py`): the path runs on the real times, and the readout reads the gap.
+      (`_known.py`): the path runs on the real times, and the readout reads the gap.
     - `controls`: m, control inputs after the states: channels of the path.
     - `dtype`: the parameters' dtype.
     - `key`: a JAX PRNG key.

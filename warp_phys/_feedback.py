@@ -18,7 +18,7 @@ def select(forced_k: Float[Array, " b"], truth: Float[Array, "b d"],
            forecast: Float[Array, "b out"]) -> Float[Array, "b d"]:
     """x_in_k: the truth where step k is forced, the model's own forecast elsewhere. The
     forecast replaces the leading channels (the states); channels after them are known
-    inputs (sample times, see `_times.py`) and always come from the data. A model whose
+    inputs (sample times, see `_known.py`) and always come from the data. A model whose
     output is longer than its input (a classifier's logits) always reads the truth."""
     n = forecast.shape[-1]
     if n > truth.shape[-1]:

@@ -19,7 +19,7 @@ from ._noise import add_noise
 from ._simulate import chunk_size, initial_states
 from ._splits import check_split, sample_draws, split_rng
 from ._system import System
-from ._times import with_channels
+from ._known import with_channels
 
 
 MAX_FAILED_FRACTION = 0.5
@@ -192,10 +192,7 @@ def _simulate_split(system, split, n, seed, rtol, atol, progress) -> Dataset:
     inputs = held(inputs)  # a model reads the last value seen where one is missing
     inputs = with_channels(inputs, times, system.t_span, controls)
     extras |= {k: v for k, v in (("times", times), ("controls", controls)) if v is not None}
-    labels = (
-        system.parameters[system.label].index(params[:, system.free_parameters.index(system.label)])
-        if system.label is not None else np.zeros(0, dtype=np.int64)
-    )
+    labels = _labels(system, params)
     names = [name for name, _ in system.draws]
     meta = {
         "system": system.name,
@@ -239,6 +236,14 @@ def _off_grid(system, flow: AbstractFlow, ts, times, params, y, split) -> np.nda
                             "be solved to its jittered sample times; lower Sampling(jitter=...) "
                             "or loosen the tolerances")
     return np.concatenate([y[:, :1], moved], axis=1)
+
+
+def _labels(system, params: np.ndarray) -> np.ndarray:
+    """The class index of each trajectory (its label parameter's place among the choices),
+    or an empty array without a label."""
+    if system.label is None:
+        return np.zeros(0, dtype=np.int64)
+    return system.parameters[system.label].index(params[:, system.free_parameters.index(system.label)])
 
 
 def _check_signals(system) -> None:

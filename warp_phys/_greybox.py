@@ -152,7 +152,7 @@ class PhysicsRoot(AbstractRoot):
                 x0: Float[Array, " d"]) -> Float[Array, " d"]:
         """The root's output under parameters `p` (model units): the state at `tau`, from
         the step's input `x` one interval earlier (`previous`; with irregular sampling, at
-        the input's own time, `_times.py`) or from `x0`; the class logits for a
+        the input's own time, `_known.py`) or from `x0`; the class logits for a
         classifier."""
         if self.classes:
             value = p[self.label]
@@ -210,7 +210,7 @@ def physics_root(
       the forecast, instead of from the sequence's first observation (not for a closed
       form).
     - `timed`: the inputs end in the time channels of irregularly sampled data
-      (`_times.py`).
+      (`_known.py`).
     - `controls`: for a system with control inputs, the normaliser's `(shift, scale)` of
       each control (the inputs carry them after the states); the law runs one gap at a
       time (`previous`) with the controls going linearly across it.
@@ -220,24 +220,11 @@ def physics_root(
 
     **Returns:** `(root, theta0)`; `theta0` encodes the centre of every range.
     """
-    if form not in FORMS:
-        raise WarpPhysError(f"physics_form must be one of {', '.join(FORMS)}, got {form!r}")
-    if not system.task.targets_are_inputs:
-        raise WarpPhysError(
-            f"system {system.name!r} maps its inputs to different targets ({system.task.name}), "
-            "so no physics predicts them; train model='warp' on it")
     compiled = compile_system(system)
     m = len(system.controls)
-    if m and not previous:
-        raise WarpPhysError(
-            f"system {system.name!r} is driven by control inputs, which the physics reads one "
-            "gap between samples at a time; set root_previous=True (--root-previous)")
     flow = _root_flow(compiled.law if m else compiled.flow, rtol=rtol, atol=atol,
                       max_steps=max_steps)
-    if previous and not flow.needs_state:
-        raise WarpPhysError(
-            f"system {system.name!r} is declared by its closed form, which has no starting "
-            "state to take from the previous step; set root_previous=False")
+    _check_physics(system, form, previous, flow)
     free = list(system.free_parameters)
     inferred = unknowns(system)
     if not inferred:
@@ -273,6 +260,24 @@ def physics_root(
 
 def _units_of(value, m: int) -> tuple[float, ...]:
     return tuple(float(v) for v in np.broadcast_to(np.asarray(value, float), (m,)))
+
+
+def _check_physics(system: System, form: str, previous: bool, flow: AbstractFlow) -> None:
+    """Raise where `system`'s physics cannot serve as a root in this form."""
+    if form not in FORMS:
+        raise WarpPhysError(f"physics_form must be one of {', '.join(FORMS)}, got {form!r}")
+    if not system.task.targets_are_inputs:
+        raise WarpPhysError(
+            f"system {system.name!r} maps its inputs to different targets ({system.task.name}), "
+            "so no physics predicts them; train model='warp' on it")
+    if system.controls and not previous:
+        raise WarpPhysError(
+            f"system {system.name!r} is driven by control inputs, which the physics reads one "
+            "gap between samples at a time; set root_previous=True (--root-previous)")
+    if previous and not flow.needs_state:
+        raise WarpPhysError(
+            f"system {system.name!r} is declared by its closed form, which has no starting "
+            "state to take from the previous step; set root_previous=False")
 
 
 def _root_flow(flow: AbstractFlow, *, rtol: float, atol: float, max_steps: int) -> AbstractFlow:

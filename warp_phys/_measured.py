@@ -20,7 +20,7 @@ last one observed; losses and metrics skip it. When every trajectory's times lie
 uniform grid, a grid point a trajectory does not sample is missing in every state; when
 they lie on none (irregular sampling: `t` of shape (n, T) in a `.npz`, rows of its own
 per trajectory), each trajectory keeps its own times, which the models read as input
-channels (`_times.py`).
+channels (`_known.py`).
 
 Control inputs are `u:<name>` columns (a `.npz`: `u` (n, T, m) and `control_names`): the
 value applied at each sample, known from each trajectory's first sample on (an empty
@@ -44,7 +44,7 @@ from ._errors import WarpPhysError
 from ._system import SPLITS, Measurements, System
 from . import _uea as uea
 from ._tasks import Classify, Forecast
-from ._times import padded, with_channels
+from ._known import padded, with_channels
 
 
 SUFFIXES = (".csv", ".parquet", ".npz")

@@ -24,26 +24,18 @@ class Normaliser:
         deviation per feature), `minmax` (to [-1, 1], global over features: the paper's
         Lotka-Volterra choice) or `none` (the identity). With missing values (NaN in the
         targets) only the observed targets count. Of the known input channels after the
-        states (`_times.py`), control inputs are scaled the same way, each on its own, and
+        states (`_known.py`), control inputs are scaled the same way, each on its own, and
         sample times are left as they are."""
         d = train.targets.shape[-1]
         known = train.inputs.shape[-1] - d
         values = np.concatenate([train.inputs[..., :d], train.targets], axis=1).reshape(-1, d)
         missing = np.isnan(train.targets).any()
         if missing:
-            values = train.targets.reshape(-1, train.y.shape[-1])
-        mean, std, low, high = ((np.nanmean, np.nanstd, np.nanmin, np.nanmax) if missing
-                                else (np.mean, np.std, np.min, np.max))
-        if scaling == "standard":
-            shift, scale = mean(values, axis=0), std(values, axis=0)
-        elif scaling == "minmax":
-            low, high = low(values), high(values)
-            shift = np.full(values.shape[1], (high + low) / 2)
-            scale = np.full(values.shape[1], (high - low) / 2)
-        else:
-            shift, scale = np.zeros(values.shape[1]), np.ones(values.shape[1])
-        scale = np.where(scale > 0, scale, 1.0)
-        u_shift, u_scale = _controls(scaling, train.extras.get("controls"))
+            values = train.targets.reshape(-1, d)
+        shift, scale = _affine(scaling, values, pooled=True, nan=missing)
+        controls = train.extras.get("controls")
+        u_shift, u_scale = (np.zeros(0), np.ones(0)) if controls is None else _affine(
+            scaling, controls.reshape(-1, controls.shape[-1]), pooled=False, nan=True)
         m = len(u_shift)  # each control twice (now and next), then the times, left as they are
         return cls(np.concatenate([shift, u_shift, u_shift, np.zeros(known - 2 * m)]),
                    np.concatenate([scale, u_scale, u_scale, np.ones(known - 2 * m)]))
@@ -66,16 +58,20 @@ class Normaliser:
         return x * self.scale[:c] + self.shift[:c]
 
 
-def _controls(scaling: Scaling, controls: np.ndarray | None) -> tuple[np.ndarray, np.ndarray]:
-    """Shift and scale of each control (n, T, m) of the training split (none: empty)."""
-    if controls is None or not controls.shape[-1]:
-        return np.zeros(0), np.ones(0)
-    values = controls.reshape(-1, controls.shape[-1])
+def _affine(scaling: Scaling, values: np.ndarray, *, pooled: bool, nan: bool):
+    """Shift and scale per column of `values` (N, c): `standard`, `minmax` (over all
+    columns together when `pooled`) or `none`; `nan` skips missing values. A column that
+    does not vary keeps scale 1."""
+    mean, std, low, high = ((np.nanmean, np.nanstd, np.nanmin, np.nanmax) if nan
+                            else (np.mean, np.std, np.min, np.max))
+    c = values.shape[1]
     if scaling == "standard":
-        shift, scale = np.nanmean(values, axis=0), np.nanstd(values, axis=0)
+        shift, scale = mean(values, axis=0), std(values, axis=0)
     elif scaling == "minmax":
-        low, high = np.nanmin(values, axis=0), np.nanmax(values, axis=0)
-        shift, scale = (high + low) / 2, (high - low) / 2
+        axis = None if pooled else 0
+        low, high = low(values, axis=axis), high(values, axis=axis)
+        shift = np.broadcast_to((high + low) / 2, (c,)).copy()
+        scale = np.broadcast_to((high - low) / 2, (c,)).copy()
     else:
-        shift, scale = np.zeros(values.shape[1]), np.ones(values.shape[1])
+        shift, scale = np.zeros(c), np.ones(c)
     return shift, np.where(scale > 0, scale, 1.0)

@@ -17,7 +17,7 @@ from ._errors import WarpPhysError
 from ._evaluate import predict as predict_outputs
 from ._io import atomic_write
 from ._tasks import Forecast
-from ._times import padded, with_channels
+from ._known import padded, with_channels
 
 
 def predict(run, data: "str | Path | Dataset", *, horizon: int | None = None):

@@ -7,7 +7,7 @@ random time, from random streams of its own, so a model can be trained and teste
 with gaps, of different lengths and irregularly sampled, as measured data are. A dropped
 or cut sample is a missing value (NaN in `Dataset.y` and `targets`; `inputs` hold the last
 value seen), skipped by losses and metrics; irregular times reach the models as input
-channels (`_times.py`).
+channels (`_known.py`).
 """
 
 import dataclasses

@@ -48,7 +48,7 @@ class Measurements:
     - `classes`: the class names of labelled measurements (a classification task), else
       empty.
     - `irregular`: whether the trajectories' times lie on no common grid (each has its
-      own, read by the models as input channels: `_times.py`).
+      own, read by the models as input channels: `_known.py`).
     """
 
     path: str
@@ -534,14 +534,14 @@ class System:
     def known_channels(self) -> int:
         """Input channels after the states that a model reads and never forecasts: each
         control's value now and at the next sample, then the two sample times of irregular
-        data (`_times.py`)."""
+        data (`_known.py`)."""
         return 2 * len(self.controls) + (2 if self.timed else 0)
 
     @property
     def timed(self) -> bool:
         """Whether each trajectory has sample times of its own (irregular sampling: a
         file's, or `Sampling(jitter=...)`), which models read as input channels
-        (`_times.py`); otherwise every trajectory lies on the uniform grid."""
+        (`_known.py`); otherwise every trajectory lies on the uniform grid."""
         if self.measured is not None:
             return self.measured.irregular
         return self.sampling is not None and self.sampling.irregular

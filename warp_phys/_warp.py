@@ -22,7 +22,7 @@ from ._recurrence import (
     PRECISIONS, TRANSITIONS, AbstractTransition, BlockDiagonal, DiagonalLowRank,
     convolution_blocks, linear_unroll, powers, transition,
 )
-from ._times import CHANNELS, step_times
+from ._known import CHANNELS, step_times
 from ._root import (
     ACTIVATIONS, FINALS, AbstractFinal, AbstractRoot, DynamicTanh, NoFinal, SymmetricClip, mlp_root,
 )
@@ -109,7 +109,7 @@ class WARP(eqx.Module):
 
     def next_tau(self, x: Float[Array, "... d"], k):
         """The normalised time of the sample that step k forecasts, tau_{k+1}: read from
-        the input's time channel when the data are irregularly sampled (`_times.py`), else
+        the input's time channel when the data are irregularly sampled (`_known.py`), else
         the uniform grid's, broadcast over the leading axes of `x`."""
         return jnp.broadcast_to(step_times(x, k, self.steps, self.timed)[1], x.shape[:-1])
 
@@ -306,7 +306,7 @@ def make_warp(
       `"tf32"` (TF32 tensor cores on an NVIDIA GPU) or `"bf16"` (bfloat16 inputs, the
       state and the accumulation stay in `dtype`).
     - `timed`: the inputs end in the two time channels of irregularly sampled data
-      (`_times.py`): the root then reads each sample's own time and B the real gaps.
+      (`_known.py`): the root then reads each sample's own time and B the real gaps.
     - `controls`: m, the control inputs whose values now and at the next sample follow
       the states in the inputs (B and the hypernetwork read them).
     - `dtype`: the parameters' dtype.
@@ -329,13 +329,19 @@ def make_warp(
     else:
         initial = Hypernetwork(in_size, size, hidden=hyper_hidden, activation=activation,
                                dtype=dtype, key=hyper_key)
-    final_fn = {"clip": lambda: SymmetricClip(clip_bound), "dynamic-tanh": lambda: DynamicTanh(dtype),
-                "none": NoFinal}[final]()
+    final_fn = _final(final, clip_bound, dtype)
     A = _transition(transition, size, rank, root, dtype, jr.fold_in(key, 2))
     return WARP(A=A, B=jnp.zeros((size, in_size), dtype=dtype), init=initial, final=final_fn,
                 root=root, data_size=data_size, out_size=out_size, steps=steps,
                 uncertainty=uncertainty, sigma_min=sigma_min, theta_clip=theta_clip,
                 precision=precision, timed=timed)
+
+
+def _final(final: str, clip_bound: float, dtype) -> AbstractFinal:
+    """The final activation `final` names."""
+    if final == "clip":
+        return SymmetricClip(clip_bound)
+    return DynamicTanh(dtype) if final == "dynamic-tanh" else NoFinal()
 
 
 def _transition(transition: str, size: int, rank: int, root, dtype, key):
