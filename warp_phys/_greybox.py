@@ -53,6 +53,7 @@ from jaxtyping import Array, Float, PRNGKeyArray
 from ._compile import CompiledSystem, compile_system, driven
 from ._errors import WarpPhysError
 from ._flow import AbstractFlow, ODEFlow
+from ._identify import InContext
 from ._root import ACTIVATIONS, AbstractRoot, FlatRoot
 from ._system import System
 
@@ -315,7 +316,14 @@ def encode(root: PhysicsRoot, p: Float[Array, " P"]) -> Float[Array, " u"]:
 def inferred_parameters(model, x: np.ndarray, context: int, batch: int = 1024) -> np.ndarray:
     """What a WARP-Phys model infers from each sequence's context: the physical
     parameters (n, P) encoded by theta at the last context step, averaged over the
-    forecast window's tau for the `"mlp"` form. `x` is in model units."""
+    forecast window's tau for the `"mlp"` form, or for an `InContext` model those
+    parameters refined on the context. `x` is in model units."""
+    if isinstance(model, InContext):
+        mask = np.zeros(x.shape[:2], np.float32)
+        mask[:, :context] = 1
+        return np.concatenate([np.asarray(_identify(model, jnp.asarray(x[i : i + batch]),
+                                                    jnp.asarray(mask[i : i + batch]))[1])
+                               for i in range(0, len(x), batch)])
     root = model.root
     steps = x.shape[1]
     # The times of the samples forecast after the context: tau_{k+1}, k = context-1..T-2.
@@ -335,6 +343,11 @@ def inferred_parameters(model, x: np.ndarray, context: int, batch: int = 1024) -
 @eqx.filter_jit
 def _states(model, x, forced):
     return model.states(x, forced)
+
+
+@eqx.filter_jit
+def _identify(model, x, forced):
+    return model.identify(x, forced)
 
 
 def learned_law(system: System, p) -> list[sp.Eq]:
@@ -373,7 +386,8 @@ def parameter_report(model, system: System, data: dict, normaliser) -> dict:
     **Returns:** a dict with `names` (the inferred quantities), `values` (split ->
     (true, inferred) arrays of shape (n, Q)), `summary` (split -> quantity -> MAE,
     median relative error and R^2) and `parameters` (split -> every free parameter as
-    inferred, (n, P), ordered as `System.free_parameters`).
+    inferred, (n, P), ordered as `System.free_parameters`); for an `InContext` model,
+    `before`: the same report of what the recurrence inferred before refinement.
     """
     root = model.root
     names = [system.free_parameters[i].name for i in root.index]
@@ -393,19 +407,24 @@ def parameter_report(model, system: System, data: dict, normaliser) -> dict:
             true = np.concatenate([true, m_true[:, varying]], axis=1)
             inferred = np.concatenate([inferred, identified(root, inferred_all)[:, varying]], axis=1)
         values[split] = (true, inferred)
-        summary[split] = {}
-        for i, name in enumerate(names + extra):
-            known = np.isfinite(true[:, i])  # a measured file may not give every parameter
-            if not known.any():
-                summary[split][name] = {"mae": None, "median_relative_error": None, "r2": None}
-                continue
-            err = inferred[known, i] - true[known, i]
-            spread = np.sum((true[known, i] - true[known, i].mean()) ** 2)
-            summary[split][name] = {
-                "mae": float(np.mean(np.abs(err))),
-                "median_relative_error": float(np.median(
-                    np.abs(err) / np.maximum(np.abs(true[known, i]), 1e-12))),
-                "r2": float(1 - np.sum(err**2) / spread) if spread > 0 else None,
-            }
-    return {"names": names + extra, "values": values, "summary": summary,
-            "parameters": parameters}
+        summary[split] = {name: _accuracy(true[:, i], inferred[:, i])
+                          for i, name in enumerate(names + extra)}
+    report = {"names": names + extra, "values": values, "summary": summary,
+              "parameters": parameters}
+    if isinstance(model, InContext):
+        report["before"] = parameter_report(model.model, system, data, normaliser)
+    return report
+
+
+def _accuracy(true: np.ndarray, inferred: np.ndarray) -> dict:
+    """MAE, median relative error and R^2 of one inferred quantity, over the trajectories
+    whose true value is known (a measured file may not give every parameter)."""
+    known = np.isfinite(true)
+    if not known.any():
+        return {"mae": None, "median_relative_error": None, "r2": None}
+    err = inferred[known] - true[known]
+    spread = np.sum((true[known] - true[known].mean()) ** 2)
+    return {"mae": float(np.mean(np.abs(err))),
+            "median_relative_error": float(np.median(
+                np.abs(err) / np.maximum(np.abs(true[known]), 1e-12))),
+            "r2": float(1 - np.sum(err**2) / spread) if spread > 0 else None}

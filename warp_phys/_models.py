@@ -30,6 +30,7 @@ from ._baselines import make_gru, make_lstm, make_ncde, make_node
 from ._compile import compile_system
 from ._errors import WarpPhysError
 from ._greybox import centre, physics_root
+from ._identify import InContext
 from ._normalise import Normaliser
 from ._options import AbstractOptions, ConfigError, option
 from ._system import System
@@ -78,6 +79,12 @@ class AbstractModelConfig(AbstractOptions, abc.ABC):
 
     def check_training(self, task, training) -> None:
         """Raise if this model cannot train on `task` with the `training` settings."""
+
+    def inference(self, model):
+        """The model as it forecasts at test time (and validation): the trained model
+        itself, or for WARP-Phys with `refine` the model that refines its inferred
+        parameters on each context (`warp_phys.InContext`)."""
+        return model
 
 
 def sized(make, budget: int, *, what: str):
@@ -213,6 +220,18 @@ class WARPPhysConfig(AbstractWARPConfig):
         "direct (theta = the parameters).")
     physics_reach: float = option(3.0, "How many half-widths of its training range a "
                                   "parameter may leave the centre by.", rule="positive")
+    refine: int = option(0, "Levenberg-Marquardt steps that refine the inferred parameters "
+                         "on each context before forecasting (0: off).", rule="non-negative")
+    refine_training: bool = option(False, "Refine in training too (back-propagating through "
+                                   "the steps), not only in validation and tests.")
+
+    def inference(self, model):
+        return InContext(model, self.refine) if self.refine else model
+
+    def forward(self, model, x, forced):
+        if self.refine and self.refine_training:
+            return InContext(model, self.refine, differentiable=True).unroll(x, forced)
+        return super().forward(model, x, forced)
 
     def _build(self, system, normaliser, width, *, key):
         shift, scale = _units(normaliser, system)

@@ -68,7 +68,7 @@ def predict(run, data: "str | Path | Dataset", *, horizon: int | None = None):
                       None if controls is None else controls[:, :total])
     x = run.normaliser(x).astype(np.float32)
     mask = Forecast().inference_mask(len(x), total, context)
-    mean = run.normaliser.inverse(predict_outputs(run.load_model(), x, mask).astype(np.float64))
+    mean = run.normaliser.inverse(predict_outputs(run.forecaster(), x, mask).astype(np.float64))
     ids = _ids(dataset)
     k = np.arange(1, total)  # output k - 1 forecasts step k
     frame = {"trajectory": np.repeat(ids, len(k)), "step": np.tile(k, len(ids)),
@@ -116,7 +116,7 @@ def _parameters(run, dataset, x, ids):
 
     from ._greybox import inferred_parameters
 
-    model = run.load_model()
+    model = run.forecaster()
     inferred = inferred_parameters(model, x, dataset.context)
     names = [s.name for s in run.system.free_parameters]
     table = {"trajectory": ids}

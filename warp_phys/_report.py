@@ -9,6 +9,7 @@ module sits below the run directories, which it does not import).
 
 import csv
 import io
+import time
 from pathlib import Path
 
 import numpy as np
@@ -16,7 +17,7 @@ from tqdm.auto import tqdm
 
 from . import analysis
 from ._errors import WarpPhysError
-from ._evaluate import metrics
+from ._evaluate import metrics, outputs
 from ._greybox import learned_law, parameter_report
 from ._io import write_json, write_text
 from ._plots import (
@@ -33,13 +34,16 @@ def finish(run, data: dict, *, history: list, note: str | None = None,
            progress: bool = False) -> dict:
     """Evaluate the run's best model on every test split (with a progress bar), draw its
     figures, export what a grey-box model inferred, and write `metrics.json`."""
-    model, task = run.load_model(), run.task
+    trained, task = run.load_model(), run.task
+    model = run.config.model.inference(trained)
     tests = [s for s in run.system.splits if s.startswith("test")]
     results = {s: metrics(model, data[s], run.normaliser, task)
                for s in tqdm(tests, desc="test", unit="split", disable=not progress, leave=False)}
     summary = {"best_epoch": run.best_epoch(), "epochs_run": len(history),
                "seconds_per_epoch": float(np.median([h["seconds"] for h in history]))
                if history else None, "note": note, "splits": results}
+    if model is not trained:  # what refinement on the context costs
+        summary["refine"] = refine_cost(trained, model, data["test-id"], run.normaliser, task)
     plot_losses(history, run.path / "plots" / "losses.png")
     if isinstance(task, Forecast):
         plot_forecasts(model, data, run.normaliser, run.path / "plots" / "forecasts.png",
@@ -48,6 +52,20 @@ def finish(run, data: dict, *, history: list, note: str | None = None,
             summary["parameters"] = export_parameters(run, model, data)
     run.save_metrics(summary)
     return summary
+
+
+def refine_cost(trained, refined, dataset, normaliser, task) -> dict:
+    """The seconds per trajectory that in-context refinement adds to a forecast of
+    `dataset` (each model timed after a first call that compiles it)."""
+    seconds = []
+    for model in (trained, refined):
+        outputs(model, dataset, normaliser, task)
+        start = time.perf_counter()
+        outputs(model, dataset, normaliser, task)
+        seconds.append(time.perf_counter() - start)
+    n = len(dataset)
+    return {"steps": refined.steps, "seconds_per_trajectory": (seconds[1] - seconds[0]) / n,
+            "forecast_seconds_per_trajectory": seconds[0] / n, "n": n}
 
 
 def export_parameters(run, model, data) -> dict:
@@ -63,14 +81,7 @@ def export_parameters(run, model, data) -> dict:
         writer.writerow([f"true_{n}" for n in names] + [f"inferred_{n}" for n in names])
         writer.writerows([[f"{v:.8g}" for v in row] for row in np.concatenate([true, inferred], 1)])
         write_text(run.path / f"parameters-{split}.csv", text.getvalue())
-    lines = ["| split | parameter | MAE | median relative error | R^2 |", "|---|---|---|---|---|"]
-    for split, per in report["summary"].items():
-        for name, m in per.items():
-            if m["mae"] is None:
-                lines.append(f"| {split} | {name} | n/a (no true value) | n/a | n/a |")
-                continue
-            r2 = "n/a" if m["r2"] is None else f"{m['r2']:.4f}"
-            lines.append(f"| {split} | {name} | {m['mae']:.4g} | {m['median_relative_error']:.3%} | {r2} |")
+    lines = _accuracy_table(report)
     law = ["# Learned law", "",
            "The declared law with the parameters the model inferred from each sequence's "
            "context (first three `test-id` sequences), beside the true parameters.", ""]
@@ -82,7 +93,28 @@ def export_parameters(run, model, data) -> dict:
     write_text(run.path / "parameters.md", "\n".join(lines) + "\n")
     write_text(run.path / "law.md", "\n".join(law))
     plot_parameters(report, run.path / "plots" / "parameters.png")
+    if "before" in report:
+        return {**report["summary"], "before_refinement": report["before"]["summary"]}
     return report["summary"]
+
+
+def _accuracy_table(report: dict) -> list[str]:
+    """`parameters.md`'s table: each inferred quantity's accuracy on each test split (and,
+    with in-context refinement, before it)."""
+    columns = [("MAE", "mae", "{:.4g}"), ("median relative error", "median_relative_error",
+                                          "{:.3%}"), ("R^2", "r2", "{:.4f}")]
+    parts = [("", report["summary"])]
+    if "before" in report:
+        parts.append((" before refinement", report["before"]["summary"]))
+    head = [f"{title}{suffix}" for suffix, _ in parts for title, _, _ in columns]
+    lines = ["| split | parameter | " + " | ".join(head) + " |",
+             "|---|---|" + "---|" * len(head)]
+    for split, per in report["summary"].items():
+        for name in per:
+            cells = [("n/a" if table[split][name][key] is None else form.format(
+                table[split][name][key])) for _, table in parts for _, key, form in columns]
+            lines.append(f"| {split} | {name} | " + " | ".join(cells) + " |")
+    return lines
 
 
 def figures(run) -> tuple[str, ...]:
@@ -114,7 +146,8 @@ def plot(run, what=FIGURES, *, count: int = 256, max_steps: int = 128) -> list[P
     data = run.data(names)
     written = []
     if "forecasts" in what:
-        written.append(plot_forecasts(model, data, run.normaliser, folder / "forecasts.png",
+        written.append(plot_forecasts(run.config.model.inference(model), data, run.normaliser,
+                                      folder / "forecasts.png",
                                       label=run.config.model.name))
     if "matrices" in what:
         matrices = analysis.transition_matrices(model)

@@ -305,6 +305,11 @@ class Run:
         self.check_system()
         return _load(self.path / "model.eqx", self._skeleton())[0]
 
+    def forecaster(self):
+        """The best model as it forecasts at test time (`AbstractModelConfig.inference`:
+        WARP-Phys with `refine` refines its parameters on each context)."""
+        return self.config.model.inference(self.load_model())
+
     def best_epoch(self) -> int:
         """The epoch of the best model."""
         return _read(self.path / "model.eqx")[0]["epoch"]
@@ -359,7 +364,7 @@ class Run:
         only those splits are loaded."""
         names = splits or [s for s in self.system.splits if s.startswith("test")]
         data = data if data is not None else self.data(names)
-        model = model if model is not None else self.load_model()
+        model = model if model is not None else self.forecaster()
         return {s: metrics(model, data[s], self.normaliser, self.task) for s in names}
 
 

@@ -200,6 +200,6 @@ def _plot_distance(runs: dict[str, list[Run]], system: System, path: Path) -> Pa
     errors = {}
     for model, model_runs in runs.items():
         run = model_runs[0]
-        errors[model] = trajectory_errors(run.load_model(), data, run.normaliser, system.task)
+        errors[model] = trajectory_errors(run.forecaster(), data, run.normaliser, system.task)
     return plot_distance(distance, errors, path, title=f"{system.name}: {split}")
 

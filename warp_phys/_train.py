@@ -473,7 +473,8 @@ def _end_epoch(member: _Member, epoch: int, train_loss: float, seconds: float, m
     if ensemble > 1:
         record["ensemble"] = ensemble
     if epoch % training.val_every == 0 or epoch == training.epochs:
-        m = metrics(model, member.data["val"], member.normaliser, system.task)
+        m = metrics(config.model.inference(model), member.data["val"], member.normaliser,
+                    system.task)
         score = system.task.score(m)
         record.update({f"val_{k}": v for k, v in m.items() if k != "n"})
         if score < member.best:
