@@ -71,6 +71,8 @@ from ._simulate import simulate as simulate
 from ._study import study as study
 from ._splits import in_box as in_box, sample_draws as sample_draws
 from ._system import SPLITS as SPLITS, Measurements as Measurements, System as System
+from ._unknown import Unknown as Unknown
+from ._identify import InContext as InContext
 from ._tasks import (
     AbstractTask as AbstractTask,
     Classify as Classify,

@@ -266,6 +266,7 @@ class NeuralODE(AbstractBaseline):
     controls: int = eqx.field(static=True, default=0)
     control_shift: tuple[float, ...] = eqx.field(static=True, default=())
     control_scale: tuple[float, ...] = eqx.field(static=True, default=())
+    terms: Float[Array, " W"] | None = None  # the weights of the law's unknown terms
 
     def __check_init__(self):
         _check_steps(self.steps, self.dt)
@@ -295,6 +296,7 @@ class NeuralODE(AbstractBaseline):
             shift = jnp.asarray(self.shift, y.dtype)
             scale = jnp.asarray(self.scale, y.dtype)
             p = self.parameters if drive is None else driven(self.parameters, *drive)
+            p = p if self.terms is None else jnp.concatenate([p, self.terms.astype(p.dtype)])
             dy = dy + self.vector_field(t + s, y * scale + shift, p) / scale
         return dy
 
@@ -391,6 +393,7 @@ def make_node(
     controls: int = 0,
     control_shift: Sequence[float] = (),
     control_scale: Sequence[float] = (),
+    terms: Float[Array, " W"] | None = None,
     dtype=jnp.float32,
     key: PRNGKeyArray,
 ) -> NeuralODE:
@@ -417,6 +420,9 @@ def make_node(
     - `controls`: m, control inputs after the states (now and next sample): the code reads
       them, and the known-physics term (then `compile_system(system).law`'s vector field)
       gets them in physical units, `control_shift` and `control_scale` the normaliser's.
+    - `terms`: for a law with unknown terms, the initial weights of their networks
+      (`warp_phys._unknown.term_networks`): `vector_field` then takes p followed by them
+      (`hybrid_flow`), and they train with the rest (a universal differential equation).
     - `dtype`, `key`: the parameters' dtype and a JAX PRNG key.
 
     With physics, the last layer of f_phi starts at zero, so the untrained model is
@@ -458,6 +464,7 @@ def make_node(
         controls=controls,
         control_shift=_per_feature("control_shift", control_shift, controls),
         control_scale=_per_feature("control_scale", control_scale, controls),
+        terms=None if terms is None else jnp.asarray(terms, dtype),
     )
 
 

@@ -207,6 +207,25 @@ def _flow(system: System, solution: Callable | None, vector_field: Callable) -> 
     return ODEFlow(vector_field=vector_field, stiff_solver=dfx.Kvaerno5())
 
 
+_PARTIAL: dict[str, Callable] = {}
+
+
+def partial_field(system: System) -> Callable:
+    """The vector field of a law with unknown terms (`wp.Unknown`), `(t, y, p, z) ->
+    dy/dt`, with `z` the value of each term (ordered as `System.unknowns`); cached as
+    `compile_system` is."""
+    if system.hash not in _PARTIAL:
+        z = [sp.Dummy(term.func.__name__) for term in system.unknowns]
+        fixed = system.fixed_parameters
+        equations = [sp.sympify(e).subs(fixed).xreplace(dict(zip(system.unknowns, z)))
+                     for e in system.equations]
+        state = list(system.state)
+        fn = _lambdify([system.time, *state, *system.free_parameters, *z], equations)
+        _PARTIAL[system.hash] = lambda t, y, p, values: fn(
+            t, *(y[i] for i in range(len(state))), *p, *(values[j] for j in range(len(z))))
+    return _PARTIAL[system.hash]
+
+
 def compile_system(system: System) -> CompiledSystem:
     """Compile a `System` to JAX functions (cached: equal declarations share the result).
 
@@ -230,6 +249,12 @@ def compile_system(system: System) -> CompiledSystem:
             f"system {system.name!r} is only measured ({system.measured.path}): it declares "
             "no law to compile; give a declaration of its law (--law FILE.py, or "
             "load_system(path, law=...)) whose state names match the file's columns")
+    if system.unknowns:
+        terms = ", ".join(str(t) for t in system.unknowns)
+        raise WarpPhysError(
+            f"system {system.name!r} has unknown terms ({terms}): it is a model of data and "
+            "cannot generate any; fit data from a complete declaration or a file with this one "
+            "as the law (warp-phys fit DATA --model warp-phys --law FILE.py)")
     if system.hash not in _COMPILED:
         _COMPILED[system.hash] = _compile(system)
     return _COMPILED[system.hash]

@@ -30,8 +30,9 @@ class Data(AbstractOptions):
                                 "size).", rule="positive")
     normalise: Scaling = option("standard", "standard, minmax or none (metrics are always in "
                                 "data units).")
-    law: str = option("", "For a file of measured trajectories: a system file (or name) "
-                      "whose law describes them (WARP-Phys uses it).")
+    law: str = option("", "A system file (or name) whose law describes the data (a file of "
+                      "measured trajectories, or a system's simulations); WARP-Phys and the "
+                      "Neural ODE's node_physics use it, e.g. a law with an unknown term.")
     context: int | None = option(None, "For a file of measured trajectories: the steps a "
                                  "forecast observes (None: the law's, else 40%).",
                                  rule="positive")

@@ -34,7 +34,7 @@ DTMIN = 1e-12
 """Smallest step, as a fraction of the time span, before a trajectory counts as failed."""
 
 ADAPTIVE_OPTIONS = ("solver", "rtol", "atol", "max_steps", "norm", "dtmin", "chunk",
-                    "stiff_solver")
+                    "stiff_solver", "substeps")
 """What `AbstractFlow.with_options` may change: the fields of an `ODEFlow`'s solve."""
 
 STIFF_STEPS = 20_000
@@ -277,6 +277,8 @@ class ODEFlow(AbstractFlow):
       `compile_system` sets `diffrax.Kvaerno5()` unless the system declares its solver.
     - `rtol`, `atol`: the tolerances of the `diffrax.PIDController`.
     - `max_steps`: the step budget before a trajectory counts as failed.
+    - `substeps`: for `advance` over short spans (one gap between samples), this many
+      equal steps of `solver` without error control instead of the adaptive solve (None).
     - `norm`: the error norm of the controller (`optimistix.max_norm`).
     - `dtmin`: the smallest step, as a fraction of the solve's time span, before a
       trajectory counts as failed (a step below it means the state is blowing up, or the
@@ -304,6 +306,7 @@ class ODEFlow(AbstractFlow):
     dtmin: float | None = eqx.field(static=True, default=DTMIN)
     chunk: int = eqx.field(static=True, default=1024)
     stiff_solver: dfx.AbstractAdaptiveSolver | None = eqx.field(static=True, default=None)
+    substeps: int | None = eqx.field(static=True, default=None)
 
     def __check_init__(self):
         if not isinstance(self.solver, dfx.AbstractAdaptiveSolver):
@@ -362,10 +365,14 @@ class ODEFlow(AbstractFlow):
                                  dtmin=dtmin, force_dtmin=False)
 
     def advance(self, start, t, y, p):
+        if self.substeps:  # `substeps` equal steps of the solver, no error control
+            control, dt0, steps = dfx.ConstantStepSize(), (t - start) / self.substeps, self.substeps
+        else:
+            control, dt0, steps = self.stepsize_controller(start, t), None, self.max_steps
         solution = dfx.diffeqsolve(
             dfx.ODETerm(lambda s, y, args: self.vector_field(s, y, args)), self.solver,
-            start, t, None, y, args=p, stepsize_controller=self.stepsize_controller(start, t),
-            saveat=dfx.SaveAt(t1=True), max_steps=self.max_steps, throw=False,
+            start, t, dt0, y, args=p, stepsize_controller=control,
+            saveat=dfx.SaveAt(t1=True), max_steps=steps, throw=False,
         )
         # A failed solve gives NaN, which stops training with a clear message.
         ok = solution.result == dfx.RESULTS.successful

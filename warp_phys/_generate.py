@@ -1,5 +1,6 @@
 """`generate`: from a declaration to a dataset split, with an on-disk cache."""
 
+import dataclasses
 import json
 import os
 import warnings
@@ -305,6 +306,18 @@ def _failure_message(system, split, failed, count, *, fatal) -> str:
     )
 
 
+def as_law(data: Dataset, law: System) -> Dataset:
+    """`data` (simulated from another declaration) with its parameters as `law` names its
+    free parameters (NaN for one the data's declaration does not have)."""
+    names = [s.name for s in law.free_parameters]
+    params = np.full((len(data), len(names)), np.nan)
+    for j, name in enumerate(names):
+        if name in data.param_names:
+            params[:, j] = data.params[:, data.param_names.index(name)]
+    return dataclasses.replace(data, params=params, meta={**data.meta, "param_names": names,
+                                                          "law": law.hash})
+
+
 def load_splits(system: System, sizes: dict, seed: int, splits=None, *,
                 progress: bool = False, force: bool = False) -> dict[str, Dataset]:
     """The datasets a run uses (default: every split the system has), from the cache.
@@ -321,6 +334,9 @@ def load_splits(system: System, sizes: dict, seed: int, splits=None, *,
         from ._measured import measured_splits
 
         return measured_splits(system, sizes, splits)
+    if system.simulated is not None:
+        return {split: as_law(data, system) for split, data in load_splits(
+            system.simulated, sizes, seed, splits, progress=progress, force=force).items()}
     return {
         split: generate(system, split, sizes.get(split, sizes.get("test")), seed=seed,
                         progress=progress, force=force)

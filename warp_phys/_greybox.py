@@ -56,9 +56,13 @@ from ._flow import AbstractFlow, ODEFlow
 from ._identify import InContext
 from ._root import ACTIVATIONS, AbstractRoot, FlatRoot
 from ._system import System
+from ._unknown import TermNetworks, hybrid_flow, term_networks
 
 
 FORMS = ("direct", "mlp")
+
+HYBRID_SUBSTEPS = 4
+"""Tsit5 steps per gap between samples of a law with unknown terms (`previous` form)."""
 
 
 def _scale(dist) -> tuple[bool, float, float]:
@@ -92,7 +96,7 @@ def unknowns(system: System) -> tuple[sp.Symbol, ...]:
 class PhysicsRoot(AbstractRoot):
     """A grey-box root compiled from a `System`. Build it with `warp_phys.physics_root`."""
 
-    compiled: CompiledSystem
+    compiled: CompiledSystem | None  # None for a law with unknown terms
     flow: AbstractFlow = eqx.field(static=True)  # the compiled flow, with the root's solve
     mlp: FlatRoot | None  # None: the "direct" form
     index: tuple[int, ...] = eqx.field(static=True)
@@ -112,20 +116,36 @@ class PhysicsRoot(AbstractRoot):
     controls: int = eqx.field(static=True, default=0)
     control_shift: tuple[float, ...] = eqx.field(static=True, default=())
     control_scale: tuple[float, ...] = eqx.field(static=True, default=())
+    t0: float = eqx.field(static=True, default=0.0)
+    terms: TermNetworks | None = None  # the networks of the law's unknown terms
+    shared: Float[Array, " W"] | None = None  # their weights when shared, not in theta
 
     @property
-    def size(self) -> int:
+    def _head(self) -> int:
+        """The length of theta's part that encodes the physical unknowns."""
         return len(self.index) if self.mlp is None else self.mlp.size
 
     @property
+    def _own_terms(self) -> int:
+        """The unknown terms' weights theta carries (0 when shared or absent)."""
+        return self.terms.size if self.terms is not None and self.shared is None else 0
+
+    @property
+    def size(self) -> int:
+        return self._head + self._own_terms
+
+    @property
     def blocks(self) -> tuple[int, ...]:
-        return (self.size,) if self.mlp is None else self.mlp.blocks
+        head = (self._head,) if self.mlp is None else self.mlp.blocks
+        return tuple(b for b in head + (self._own_terms,) if b)
 
     def latent(self, theta: Float[Array, " D"], tau: Float[Array, ""]) -> Float[Array, " u"]:
-        """The unconstrained unknowns u at `tau`."""
-        if self.mlp is None:
-            return theta
-        return self.mlp(theta, jnp.asarray(tau, theta.dtype)[None])
+        """The unconstrained unknowns u at `tau`: the physical ones, then the unknown
+        terms' weights when theta carries them."""
+        head = theta[: self._head]
+        if self.mlp is not None:
+            head = self.mlp(head, jnp.asarray(tau, theta.dtype)[None])
+        return jnp.concatenate([head, theta[self._head :]]) if self._own_terms else head
 
     def parameters(self, theta: Float[Array, " D"], tau: Float[Array, ""]) -> Float[Array, " P"]:
         """The full free-parameter vector p (ordered as `System.free_parameters`) that
@@ -133,12 +153,19 @@ class PhysicsRoot(AbstractRoot):
         return self.transform(self.latent(theta, tau))
 
     def transform(self, u: Float[Array, " u"]) -> Float[Array, " P"]:
-        """The full free-parameter vector p for the unconstrained unknowns `u`."""
-        z = self.reach * jnp.tanh(u / self.reach)
+        """The full free-parameter vector p for the unconstrained unknowns `u` (with
+        unknown terms, followed by their networks' weights)."""
+        n = len(self.index)
+        z = self.reach * jnp.tanh(u[:n] / self.reach)
         centre, half = jnp.asarray(self.centre, z.dtype), jnp.asarray(self.half, z.dtype)
         value = centre + half * z
         value = jnp.where(jnp.asarray(self.log), jnp.exp(value), value)
-        return jnp.asarray(self.defaults, z.dtype).at[jnp.asarray(self.index)].set(value)
+        p = jnp.asarray(self.defaults, z.dtype)
+        p = p.at[jnp.asarray(self.index, int)].set(value) if n else p
+        if self.terms is None:
+            return p
+        weights = u[n:] if self.shared is None else self.shared
+        return jnp.concatenate([p, weights.astype(z.dtype)])
 
     def state(self, p: Float[Array, " P"], start: Float[Array, ""], t: Float[Array, ""],
               y: Float[Array, " d"]) -> Float[Array, " d"]:
@@ -161,12 +188,12 @@ class PhysicsRoot(AbstractRoot):
             return -(((value - jnp.asarray(self.classes, value.dtype)) / half) ** 2)
         shift, scale = jnp.asarray(self.shift, x0.dtype), jnp.asarray(self.scale, x0.dtype)
         d, m = len(self.shift), self.controls  # the states; known channels follow them
-        t = self.compiled.t0 + tau * self.span
+        t = self.t0 + tau * self.span
         if self.previous:
-            start = self.compiled.t0 + x[-2] * self.span if self.timed else t - self.dt
+            start = self.t0 + x[-2] * self.span if self.timed else t - self.dt
             y = x[:d] * scale + shift
         else:
-            start, y = self.compiled.t0, x0[:d] * scale + shift
+            start, y = self.t0, x0[:d] * scale + shift
         if m:  # the controls over the gap, in physical units (`compile_system(...).law`)
             u = x[d : d + 2 * m] * jnp.asarray(self.control_scale * 2, x.dtype) + jnp.asarray(
                 self.control_shift * 2, x.dtype)
@@ -188,6 +215,7 @@ def physics_root(
     previous: bool = False,
     timed: bool = False,
     controls: tuple[Sequence[float], Sequence[float]] | None = None,
+    terms: dict | None = None,
     rtol: float = 1e-6,
     atol: float = 1e-6,
     max_steps: int = 4096,
@@ -215,23 +243,41 @@ def physics_root(
     - `controls`: for a system with control inputs, the normaliser's `(shift, scale)` of
       each control (the inputs carry them after the states); the law runs one gap at a
       time (`previous`) with the controls going linearly across it.
+    - `terms`: for a law with unknown terms (`wp.Unknown`), their networks' `width`,
+      `depth`, and `shared` (True: one set of weights for every trajectory, a leaf of the
+      root; False: theta carries them after the physical unknowns, so the recurrence
+      adapts each term per trajectory). Default: width 16, depth 2, shared.
     - `rtol`, `atol`, `max_steps`: the Diffrax solve, for systems with neither a linear
       matrix nor a closed form.
     - `dtype`, `key`: the weights' dtype and a JAX PRNG key.
 
     **Returns:** `(root, theta0)`; `theta0` encodes the centre of every range.
     """
-    compiled = compile_system(system)
     m = len(system.controls)
-    flow = _root_flow(compiled.law if m else compiled.flow, rtol=rtol, atol=atol,
-                      max_steps=max_steps)
+    networks, w0 = None, None
+    terms = {"width": 16, "depth": 2, "shared": True, **(terms or {})}
+    if system.unknowns:
+        compiled = None
+        networks, w0 = term_networks(system, width=terms["width"], depth=terms["depth"],
+                                     activation=activation, shift=shift, scale=scale,
+                                     dtype=dtype, key=jax.random.fold_in(key, 7))
+        exact = hybrid_flow(system, networks)
+    else:
+        compiled = compile_system(system)
+        exact = compiled.law if m else compiled.flow
+    flow = _root_flow(exact, rtol=rtol, atol=atol, max_steps=max_steps)
+    if networks is not None and previous:
+        # A network inside the field: equal steps over each gap are cheaper than the
+        # adaptive solve (its error control, and its step search, differentiated).
+        flow = flow.with_options(substeps=HYBRID_SUBSTEPS)
     _check_physics(system, form, previous, flow)
     free = list(system.free_parameters)
     inferred = unknowns(system)
-    if not inferred:
+    if not inferred and networks is None:
         raise WarpPhysError(f"system {system.name!r} has no free parameter in its dynamics, "
                             "so a grey-box model has nothing to infer")
-    log, mid, half = zip(*(_scale(system.parameters[s]) for s in inferred))
+    log, mid, half = zip(*(_scale(system.parameters[s]) for s in inferred)) if inferred else (
+        (), (), ())
     index = tuple(free.index(s) for s in inferred)
     classes, label = (), None
     if system.label is not None:
@@ -241,11 +287,16 @@ def physics_root(
                 "so a grey-box model cannot infer it; train model='warp' on it")
         classes = tuple(float(v) for v in system.parameters[system.label].train)
         label = free.index(system.label)
-    mlp, theta0 = _weights(form, len(inferred), width, depth, activation, dtype, key=key)
+    mlp, theta0 = _weights(form if inferred else "direct", len(inferred), width, depth,
+                           activation, dtype, key=key)
+    shared = networks is not None and bool(terms["shared"])
+    if networks is not None and not shared:
+        theta0 = jnp.concatenate([theta0, w0])
     d = len(system.state)
     t0, t1 = system.t_span
     root = PhysicsRoot(
-        compiled=compiled, flow=flow, mlp=mlp, index=index,
+        compiled=compiled, flow=flow, mlp=mlp, index=index, t0=float(t0), terms=networks,
+        shared=w0 if shared else None,
         log=log, centre=mid, half=half, reach=float(reach),
         defaults=tuple(float(v) for v in centre(system)),
         span=float(t1 - t0),
@@ -318,11 +369,12 @@ def inferred_parameters(model, x: np.ndarray, context: int, batch: int = 1024) -
     parameters (n, P) encoded by theta at the last context step, averaged over the
     forecast window's tau for the `"mlp"` form, or for an `InContext` model those
     parameters refined on the context. `x` is in model units."""
+    n = len(model.root.defaults)  # the physical parameters (unknown terms' weights follow)
     if isinstance(model, InContext):
         mask = np.zeros(x.shape[:2], np.float32)
         mask[:, :context] = 1
         return np.concatenate([np.asarray(_identify(model, jnp.asarray(x[i : i + batch]),
-                                                    jnp.asarray(mask[i : i + batch]))[1])
+                                                    jnp.asarray(mask[i : i + batch]))[1])[:, :n]
                                for i in range(0, len(x), batch)])
     root = model.root
     steps = x.shape[1]
@@ -336,7 +388,7 @@ def inferred_parameters(model, x: np.ndarray, context: int, batch: int = 1024) -
         states = _states(model, jnp.asarray(x[i : i + batch]), jnp.asarray(forced[i : i + batch]))
         theta = states[context - 1]
         p = jax.vmap(lambda th, tau: per_time(th, tau).mean(0))(theta, taus[i : i + batch])
-        out.append(np.asarray(p))
+        out.append(np.asarray(p)[:, :n])
     return np.concatenate(out)
 
 

@@ -31,6 +31,7 @@ from ._compile import compile_system
 from ._errors import WarpPhysError
 from ._greybox import centre, physics_root
 from ._identify import InContext
+from ._unknown import hybrid_flow, term_networks
 from ._normalise import Normaliser
 from ._options import AbstractOptions, ConfigError, option
 from ._system import System
@@ -220,6 +221,12 @@ class WARPPhysConfig(AbstractWARPConfig):
         "direct (theta = the parameters).")
     physics_reach: float = option(3.0, "How many half-widths of its training range a "
                                   "parameter may leave the centre by.", rule="positive")
+    term_width: int = option(16, "For a law with unknown terms (wp.Unknown): the width of "
+                             "each term's MLP.", rule="positive")
+    term_depth: int = option(2, "Hidden layers of each unknown term's MLP.", rule="positive")
+    term_shared: bool = option(True, "One set of unknown-term weights for every trajectory, "
+                               "trained as the model's own; false: theta carries them and the "
+                               "recurrence adapts them per trajectory.")
     refine: int = option(0, "Levenberg-Marquardt steps that refine the inferred parameters "
                          "on each context before forecasting (0: off).", rule="non-negative")
     refine_training: bool = option(False, "Refine in training too (back-propagating through "
@@ -239,7 +246,9 @@ class WARPPhysConfig(AbstractWARPConfig):
                             width=width, depth=self.depth, activation=self.activation,
                             reach=self.physics_reach, previous=self.root_previous,
                             timed=system.timed, key=jr.fold_in(key, 1),
-                            controls=_units(normaliser, system, controls=True))
+                            controls=_units(normaliser, system, controls=True),
+                            terms=dict(width=self.term_width, depth=self.term_depth,
+                                       shared=self.term_shared))
         return self._warp(system, width, root, False, 1e-4, key=key)
 
 
@@ -289,6 +298,18 @@ def _dt(system: System) -> float:
     return (system.t_span[1] - system.t_span[0]) / (system.steps - 1)
 
 
+def _known_field(system: System, shift, scale, config, key) -> dict:
+    """The Neural ODE's known-physics term: the declared vector field, or for a law with
+    unknown terms the law with each term a network (`hybrid_flow`) and their weights."""
+    if not system.unknowns:
+        compiled = compile_system(system)
+        return dict(vector_field=(compiled.law or compiled).vector_field)
+    networks, weights = term_networks(system, width=config.term_width, depth=config.term_depth,
+                                      activation="swish", shift=shift, scale=scale,
+                                      key=jr.fold_in(key, 7))
+    return dict(vector_field=hybrid_flow(system, networks).vector_field, terms=weights)
+
+
 @dataclasses.dataclass(frozen=True, kw_only=True)
 class NeuralODEConfig(AbstractBaselineConfig):
     """A latent Neural ODE (see `warp_phys.make_node`); with `node_physics` the declared
@@ -298,7 +319,11 @@ class NeuralODEConfig(AbstractBaselineConfig):
 
     depth: int = option(2, "Hidden layers of the vector field's MLP.", rule="positive")
     code: int = option(16, "Size of the context code.", rule="positive")
-    node_physics: bool = option(False, "Add the declared vector field as a known term.")
+    node_physics: bool = option(False, "Add the declared vector field as a known term (a "
+                                "law with unknown terms: each term a network).")
+    term_width: int = option(16, "With node_physics and a law with unknown terms: the width "
+                             "of each term's MLP.", rule="positive")
+    term_depth: int = option(2, "Hidden layers of each unknown term's MLP.", rule="positive")
 
     def _build(self, system, normaliser, width, *, key):
         d, out = _sizes(system)
@@ -309,10 +334,8 @@ class NeuralODEConfig(AbstractBaselineConfig):
             physics = dict(controls=m, control_shift=u_shift, control_scale=u_scale)
         if self.node_physics:
             shift, scale = _units(normaliser, system)
-            compiled = compile_system(system)
-            physics |= dict(vector_field=(compiled.law or compiled).vector_field,
-                           p0=centre(system), shift=shift,
-                           scale=scale, t0=system.t_span[0])
+            physics |= dict(p0=centre(system), shift=shift, scale=scale, t0=system.t_span[0],
+                            **_known_field(system, shift, scale, self, key))
         return make_node(d, out, system.steps, dt=_dt(system), hidden=width, depth=self.depth,
                          code=self.code, classify=isinstance(system.task, Classify),
                          bound=self.bound, timed=system.timed, key=key, **physics)

@@ -9,6 +9,7 @@ import matplotlib
 matplotlib.use("Agg", force=False)
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
+import sympy as sp  # noqa: E402
 from matplotlib.collections import LineCollection  # noqa: E402
 from matplotlib.colors import LogNorm, Normalize  # noqa: E402
 from matplotlib.patches import Patch  # noqa: E402
@@ -159,6 +160,25 @@ def plot_parameters(report: dict, path: Path) -> Path:
         ax.plot([low, high], [low, high], "k", lw=0.8, label="inferred = true")
         ax.set(xlabel=f"true {name}", ylabel=f"inferred {name}", title=name)
         ax.legend(fontsize=6)
+    fig.tight_layout()
+    return save_figure(fig, path)
+
+
+def plot_terms(recovered, path: Path) -> Path:
+    """Each learned unknown term against its recovered expression, one panel per term,
+    over its first input (`warp_phys.recover_term`)."""
+    fig, axes = plt.subplots(1, len(recovered), figsize=(4.2 * len(recovered), 3.4),
+                             squeeze=False)
+    for ax, term in zip(axes[0], recovered):
+        inputs, values = term.samples
+        order = np.argsort(inputs[:, 0])
+        fitted = sp.lambdify(term.inputs, term.expression, modules="numpy")(*inputs.T)
+        fitted = np.broadcast_to(np.asarray(fitted, float), values.shape)
+        ax.scatter(inputs[:, 0], values, s=3, alpha=0.4, label="learned network")
+        ax.plot(inputs[order, 0], fitted[order], "k", lw=1, label="recovered expression")
+        ax.set(xlabel=term.inputs[0].name, ylabel=term.name,
+               title=f"{term.name}: misfit {term.relative_error:.1%}")
+        ax.legend(fontsize=7)
     fig.tight_layout()
     return save_figure(fig, path)
 

@@ -67,9 +67,11 @@ def load_system(name_or_path: "str | Path | System", *, law=None,
     if is_measured(name_or_path):
         return measured_system(name_or_path, context=context,
                                law=None if not law else load_system(law))
-    if law or context is not None:
-        raise WarpPhysError(f"law= and context= apply to a file of measured trajectories "
+    if context is not None:
+        raise WarpPhysError(f"context= applies to a file of measured trajectories "
                             f"(.csv, .parquet, .npz), not to {name_or_path!r}")
+    if law:
+        return modelled_by(load_system(name_or_path), load_system(law))
     if isinstance(name_or_path, System):
         return name_or_path
     text = str(name_or_path)
@@ -86,6 +88,30 @@ def load_system(name_or_path: "str | Path | System", *, law=None,
             )
         path = files[text]
     return _load_file(path)
+
+
+def modelled_by(data: System, law: System) -> System:
+    """The system a model of `data`'s trajectories sees when `law` describes them (a law
+    with an unknown term, say): `law`, on `data`'s grid and splits, whose datasets are
+    `data`'s simulations (`System.simulated`)."""
+    if data.unknowns:
+        raise WarpPhysError(f"system {data.name!r} has unknown terms and cannot generate data; "
+                            "give a complete declaration (or a file) as the data")
+    names, given = [s.name for s in data.state], [s.name for s in law.state]
+    if names != given:
+        raise WarpPhysError(f"the law {law.name!r} has states {given} but the data of "
+                            f"{data.name!r} have {names}; name the law's states as the data's, "
+                            "in the same order")
+    controls, taken = [u.name for u in data.controls], [u.name for u in law.controls]
+    if controls != taken:
+        raise WarpPhysError(f"the law {law.name!r} reads controls {taken} but {data.name!r} is "
+                            f"driven by {controls}; declare the same controls")
+    if type(law.task) is not type(data.task) or (law.label is None) != (data.label is None):
+        raise WarpPhysError(f"the law {law.name!r} declares a {law.task.name} task and "
+                            f"{data.name!r} a {data.task.name} one; give a law of the same task")
+    return law.replace(name=data.name, t_span=data.t_span, steps=data.steps,
+                       context=data.context, sizes=data.sizes, sampling=data.sampling,
+                       simulated=data)
 
 
 def _load_file(path: Path) -> System:

@@ -19,10 +19,11 @@ from . import analysis
 from ._errors import WarpPhysError
 from ._evaluate import metrics, outputs
 from ._greybox import learned_law, parameter_report
+from ._recover import recover_term
 from ._io import write_json, write_text
 from ._plots import (
-    matrices_figure, pca_figure, plot_forecasts, plot_losses, plot_parameters, probe_figure,
-    save_figure, weights_figure,
+    matrices_figure, pca_figure, plot_forecasts, plot_losses, plot_parameters, plot_terms,
+    probe_figure, save_figure, weights_figure,
 )
 from ._tasks import Forecast
 
@@ -90,12 +91,37 @@ def export_parameters(run, model, data) -> dict:
         law.append("true: " + ", ".join(f"{s.name} = {v:.4g}" for s, v in
                                          zip(system.free_parameters, data["test-id"].params[i])))
         law += ["", "```"] + [str(eq) for eq in learned_law(system, p)] + ["```", ""]
+    law += _recovered(run, model, data)
     write_text(run.path / "parameters.md", "\n".join(lines) + "\n")
     write_text(run.path / "law.md", "\n".join(law))
     plot_parameters(report, run.path / "plots" / "parameters.png")
     if "before" in report:
         return {**report["summary"], "before_refinement": report["before"]["summary"]}
     return report["summary"]
+
+
+def _recovered(run, model, data) -> list[str]:
+    """`law.md`'s section on the law's unknown terms: each learned network as a sparse
+    expression (`warp_phys.recover_term`), with `plots/terms.png`."""
+    root, system = model.root, run.system
+    if root.terms is None:
+        return []
+    lines = ["## Unknown terms", ""]
+    if root.shared is None:
+        return lines + ["Each trajectory's theta carries its own weights of the terms "
+                        "(term_shared false): train with term_shared true for one expression "
+                        "to recover.", ""]
+    train = data.get("train") or run.data(["train"])["train"]
+    recovered = [recover_term(system, root.terms, root.shared, train, j)
+                 for j in range(len(system.unknowns))]
+    plot_terms(recovered, run.path / "plots" / "terms.png")
+    for term in recovered:
+        lines += ["```", term.markdown().split("\n\n")[0], "```", "",
+                  term.markdown().split("\n\n")[1], ""]
+    run_summary = {t.name: {"expression": str(t.expression), "relative_error": t.relative_error,
+                            "ranges": t.ranges} for t in recovered}
+    write_json(run.path / "terms.json", run_summary)
+    return lines
 
 
 def _accuracy_table(report: dict) -> list[str]:

@@ -23,6 +23,7 @@ from ._errors import WarpPhysError
 from ._noise import AbstractNoise
 from ._sampling import Sampling
 from ._tasks import AbstractTask, Classify, Forecast
+from ._unknown import terms_of
 
 
 SPLITS = ("train", "val", "test-id", "test-ood", "test-paper")
@@ -129,6 +130,10 @@ class System:
       from simulation: then `equations` and `solution` may both be absent (nothing is
       known of the law), and the grid (`t_span`, `steps`) is the file's. Made by
       `warp_phys.load_system("runs.csv")`, never by hand.
+    - `simulated`: the declaration whose simulation gives the data when this system is
+      a law fitted to another system's trajectories (a law with an unknown term, say):
+      the splits, their sizes and the grid are its. Made by
+      `warp_phys.load_system("pendulum", law="systems/partial.py")`, never by hand.
     - `solver`: the Diffrax solver of a system with neither a closed form nor linear
       equations: `diffrax.Kvaerno5()` for a stiff system, which generation and grey-box
       models then both use (an explicit solver declared here serves generation; grey-box
@@ -182,6 +187,7 @@ class System:
     noise: Mapping[sp.Symbol, AbstractNoise] = dataclasses.field(default_factory=dict)
     sampling: Sampling | None = None
     measured: Measurements | None = None
+    simulated: "System | None" = None
     description: str = ""
     units: Mapping[sp.Symbol, str] = dataclasses.field(default_factory=dict)
     presets: Mapping[str, Mapping] = dataclasses.field(default_factory=dict)
@@ -214,6 +220,8 @@ class System:
             self.sampling.check(self.steps, self.context, where)
         if self.measured is not None and not isinstance(self.measured, Measurements):
             raise WarpPhysError(f"{where}: measured must be a warp_phys.Measurements or None")
+        if self.simulated is not None and not isinstance(self.simulated, System):
+            raise WarpPhysError(f"{where}: simulated must be a warp_phys.System or None")
         set_("sizes", self._checked_sizes(where))
         if self.solver is not None and not isinstance(self.solver, dfx.AbstractAdaptiveSolver):
             raise WarpPhysError(
@@ -338,8 +346,34 @@ class System:
                 )
             for s, expr in zip(state, equations):
                 self._check_symbols(expr, known, f"equation for d{s.name}/dt")
+            self._check_unknowns(equations, where)
             return equations
         return None
+
+    def _check_unknowns(self, equations, where):
+        """Each unknown term (`wp.Unknown`) reads states or the time, and one name is one
+        function of one list of inputs."""
+        readable = {*self.state, self.time}
+        seen: dict[str, tuple] = {}
+        for term in terms_of(equations):
+            name = term.func.__name__
+            for arg in term.args:
+                if arg not in readable:
+                    raise WarpPhysError(
+                        f"{where}: the unknown term {term} reads {arg}, which is not a state or "
+                        f"the time {self.time.name!r}; a term's inputs are the system's states "
+                        "or its time (wp.Unknown(name, *symbols))")
+            if seen.setdefault(name, term.args) != term.args:
+                raise WarpPhysError(
+                    f"{where}: the unknown term {name!r} is written with inputs "
+                    f"{list(seen[name])} and {list(term.args)}; one term is one function of "
+                    "the same inputs everywhere")
+        if seen and self.solution is not None:
+            raise WarpPhysError(f"{where}: a closed-form solution cannot hold unknown terms; "
+                                "declare the equations alone")
+        if seen and self.controls:
+            raise WarpPhysError(f"{where}: unknown terms in a law with control inputs are not "
+                                "supported yet; declare the controls' effect in full")
 
     def _checked_initial_state(self, where):
         state, parameters = self.state, self.parameters
@@ -499,6 +533,8 @@ class System:
         file shows)."""
         if self.measured is not None:
             return self.measured.same_start
+        if self.simulated is not None:
+            return self.simulated.fixed_initial_state
         return self.solution is None and all(
             isinstance(v, (int, float)) for v in self.initial_state.values())
 
@@ -522,6 +558,8 @@ class System:
         measurements hold."""
         if self.measured is not None:
             return self.measured.splits
+        if self.simulated is not None:
+            return self.simulated.splits
         return tuple(s for s in SPLITS if s != "test-ood" or self.has_ood)
 
     @property
@@ -545,6 +583,12 @@ class System:
         if self.measured is not None:
             return self.measured.irregular
         return self.sampling is not None and self.sampling.irregular
+
+    @property
+    def unknowns(self) -> tuple:
+        """The unknown terms (`wp.Unknown`) the equations hold, ordered by name: a system
+        with any is a model of data, never a generator."""
+        return terms_of(self.equations)
 
     @property
     def has_law(self) -> bool:
@@ -600,6 +644,7 @@ class System:
             **({} if not self.noise else {"noise": {
                 s.name: n.to_json() for s, n in self.noise.items()}}),
             **({} if self.sampling is None else {"sampling": self.sampling.to_json()}),
+            **({} if self.simulated is None else {"simulated": self.simulated.hash}),
             **({} if self.measured is None else {"measured": {
                 "file": Path(self.measured.path).name, "sha256": self.measured.sha256,
                 "rule": self.measured.rule}}),
