@@ -34,7 +34,7 @@ DTMIN = 1e-12
 """Smallest step, as a fraction of the time span, before a trajectory counts as failed."""
 
 ADAPTIVE_OPTIONS = ("solver", "rtol", "atol", "max_steps", "norm", "dtmin", "chunk",
-                    "stiff_solver", "substeps")
+                    "stiff_solver", "substeps", "forward")
 """What `AbstractFlow.with_options` may change: the fields of an `ODEFlow`'s solve."""
 
 STIFF_STEPS = 20_000
@@ -279,6 +279,9 @@ class ODEFlow(AbstractFlow):
     - `max_steps`: the step budget before a trajectory counts as failed.
     - `substeps`: for `advance` over short spans (one gap between samples), this many
       equal steps of `solver` without error control instead of the adaptive solve (None).
+    - `forward`: `advance` differentiates in forward mode only (`diffrax.ForwardMode`):
+      far cheaper for Jacobians with few inputs and many outputs (in-context
+      identification, `warp_phys.InContext`), but not reverse-differentiable.
     - `norm`: the error norm of the controller (`optimistix.max_norm`).
     - `dtmin`: the smallest step, as a fraction of the solve's time span, before a
       trajectory counts as failed (a step below it means the state is blowing up, or the
@@ -307,6 +310,7 @@ class ODEFlow(AbstractFlow):
     chunk: int = eqx.field(static=True, default=1024)
     stiff_solver: dfx.AbstractAdaptiveSolver | None = eqx.field(static=True, default=None)
     substeps: int | None = eqx.field(static=True, default=None)
+    forward: bool = eqx.field(static=True, default=False)
 
     def __check_init__(self):
         if not isinstance(self.solver, dfx.AbstractAdaptiveSolver):
@@ -341,7 +345,7 @@ class ODEFlow(AbstractFlow):
 
     @property
     def forward_mode(self) -> bool:
-        return False
+        return self.forward
 
     @property
     def identified_names(self) -> tuple[str, ...]:
@@ -373,6 +377,7 @@ class ODEFlow(AbstractFlow):
             dfx.ODETerm(lambda s, y, args: self.vector_field(s, y, args)), self.solver,
             start, t, dt0, y, args=p, stepsize_controller=control,
             saveat=dfx.SaveAt(t1=True), max_steps=steps, throw=False,
+            **({"adjoint": dfx.ForwardMode()} if self.forward else {}),
         )
         # A failed solve gives NaN, which stops training with a clear message.
         ok = solution.result == dfx.RESULTS.successful

@@ -14,13 +14,14 @@ c being the leading steps read from the data (the context at test time), and the
 forecasts the rest with the physics under the refined parameters, each step fed its own
 previous forecast (or the data where a step is forced). The outputs inside the context
 stay the model's own. Everything is jitted and vmapped over the batch; the Jacobian is
-forward mode where the flow allows it (`AbstractFlow.forward_mode`) and reverse mode
-through a Diffrax solve.
+forward mode, through a Diffrax solve too (`ODEFlow(forward=True)`).
 
 The refined parameters hold over the whole forecast window (the `"mlp"` form's variation
 along tau is averaged into the start). A missing value in the context counts as the last
 value observed before it (the inputs hold it, `_dataset.held`).
 """
+
+import dataclasses
 
 import equinox as eqx
 import jax
@@ -29,6 +30,7 @@ import optimistix as optx
 from jaxtyping import Array, Float
 
 from ._feedback import feedback_scan
+from ._flow import ODEFlow
 
 
 CHUNK = 32
@@ -45,13 +47,14 @@ class InContext(eqx.Module):
 
     - `model`: a WARP model with a physics root (`warp_phys.physics_root`).
     - `steps`: Levenberg-Marquardt steps per sequence.
-    - `differentiable`: back-propagate through the steps (training with refinement);
-      otherwise the refined solution is treated as optimal (implicit differentiation).
+
+    In training the refined unknowns are constants (no gradient flows through the
+    steps): the loss trains the recurrence through its own outputs inside the context,
+    and shared unknown-term weights through the forecasts under the refined parameters.
     """
 
     model: eqx.Module
     steps: int = eqx.field(static=True)
-    differentiable: bool = eqx.field(static=True, default=False)
 
     @property
     def root(self):
@@ -102,8 +105,11 @@ class InContext(eqx.Module):
     def _refine(self, u0, xs, context):
         """Levenberg-Marquardt on one sequence's unknowns from `u0`; the start is kept
         where the steps did not lower the residuals (a failed solve gives NaN)."""
-        root = self.root
-        u0 = u0 if self.differentiable else jax.lax.stop_gradient(u0)
+        root = jax.lax.stop_gradient(self.root)
+        if not root.flow.forward_mode and isinstance(root.flow, ODEFlow):
+            # Few unknowns, many residuals: forward mode through the solves.
+            root = dataclasses.replace(root, flow=root.flow.with_options(forward=True))
+        u0 = jax.lax.stop_gradient(u0)
         # In JAX's default float (optimistix's damping constants take it: under x64 a
         # float32 start met a float64 damping term).
         dtype = u0.dtype
@@ -119,11 +125,9 @@ class InContext(eqx.Module):
             d = forecast.shape[-1]
             return jnp.where(valid, forecast - xs[1:, :d], 0.0).astype(u0.dtype)
 
-        adjoint = optx.RecursiveCheckpointAdjoint() if self.differentiable else optx.ImplicitAdjoint()
-        jac = "fwd" if root.flow.forward_mode else "bwd"
         solution = optx.least_squares(
             residuals, optx.LevenbergMarquardt(rtol=1e-8, atol=1e-10), u0, max_steps=self.steps,
-            throw=False, adjoint=adjoint, options={"jac": jac})
+            throw=False, options={"jac": "fwd"})
         u = solution.value
 
         def loss(v):

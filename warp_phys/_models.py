@@ -229,15 +229,15 @@ class WARPPhysConfig(AbstractWARPConfig):
                                "recurrence adapts them per trajectory.")
     refine: int = option(0, "Levenberg-Marquardt steps that refine the inferred parameters "
                          "on each context before forecasting (0: off).", rule="non-negative")
-    refine_training: bool = option(False, "Refine in training too (back-propagating through "
-                                   "the steps), not only in validation and tests.")
+    refine_training: bool = option(False, "Refine in training too (the refined parameters "
+                                   "as constants), not only in validation and tests.")
 
     def inference(self, model):
         return InContext(model, self.refine) if self.refine else model
 
     def forward(self, model, x, forced):
         if self.refine and self.refine_training:
-            return InContext(model, self.refine, differentiable=True).unroll(x, forced)
+            return InContext(model, self.refine).unroll(x, forced)
         return super().forward(model, x, forced)
 
     def _build(self, system, normaliser, width, *, key):

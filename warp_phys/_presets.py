@@ -108,7 +108,7 @@ def resolve(system, preset: str = "quick", **overrides) -> tuple[FitConfig, dict
     option that is not a class default (`"quick"`, `"system 'msd' quick"`, `"given"`)."""
     given = {k: v for k, v in overrides.items() if v is not None}
     declared = load_system(system, law=given.get("law") or None, context=given.get("context"))
-    if given.get("law") and declared.measured is not None:  # a law is re-read from anywhere
+    if given.get("law"):  # a law is re-read from anywhere
         given["law"] = _resolved(given["law"])
     model = model_class(given.get("model", WARPConfig.name))
     values, sources = resolve_preset(declared, preset, model)
